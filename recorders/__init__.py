@@ -1,0 +1,57 @@
+"""recorders: every tool response a run takes from outside, captured and replayed exactly.
+
+It knows nothing about CIR (it never imports ``cirkit``): a Store of content-addressed blobs, a
+Recorder that serves ``web_search``/``web_visit`` through it in a Mode, and the backends.
+"""
+
+from ._canonical import SEARCH, VISIT, canonical_json, make_key, normalise_query, normalise_url
+from ._errors import (
+    BackendError,
+    BlobCorruptError,
+    MissingCredentialError,
+    PackError,
+    RecordersError,
+    ReplayMissError,
+    StoreError,
+)
+from ._modes import Mode
+from ._pack import PackResult, UnpackResult, pack, read_manifest, unpack
+from ._recorder import Recorder, ToolResult
+from ._render import RENDERER_VERSION, RenderOptions, render
+from ._store import Entry, Store, StoreInfo, VerifyReport
+from .backends import Backend, InMemoryBackend, Response, make_backend
+
+__all__ = [
+    "RENDERER_VERSION",
+    "SEARCH",
+    "VISIT",
+    "Backend",
+    "BackendError",
+    "BlobCorruptError",
+    "Entry",
+    "InMemoryBackend",
+    "MissingCredentialError",
+    "Mode",
+    "PackError",
+    "PackResult",
+    "Recorder",
+    "RecordersError",
+    "RenderOptions",
+    "ReplayMissError",
+    "Response",
+    "Store",
+    "StoreError",
+    "StoreInfo",
+    "ToolResult",
+    "UnpackResult",
+    "VerifyReport",
+    "canonical_json",
+    "make_backend",
+    "make_key",
+    "normalise_query",
+    "normalise_url",
+    "pack",
+    "read_manifest",
+    "render",
+    "unpack",
+]

@@ -1,0 +1,83 @@
+"""Content-addressed blobs: write-once files named by the sha256 of their bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from ._errors import BlobCorruptError, StoreError
+
+__all__ = ["BlobStore"]
+
+_HEX = frozenset("0123456789abcdef")
+
+
+class BlobStore:
+    """``objects/ab/cdef…``: written to a temp file and renamed into place (safe to race:
+    two writers of the same name write the same bytes), verified on every read."""
+
+    __slots__ = ("root",)
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, sha: str) -> Path:
+        if len(sha) != 64 or not _HEX.issuperset(sha):
+            raise StoreError(f"not a blob name: {sha!r} (expected 64 lower-case hex digits)")
+        return self.root / sha[:2] / sha[2:]
+
+    def put(self, data: bytes) -> str:
+        sha = hashlib.sha256(data).hexdigest()
+        dest = self.path(sha)
+        if dest.exists():
+            return sha
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=dest.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, dest)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return sha
+
+    def get(self, sha: str) -> bytes:
+        try:
+            with open(self.path(sha), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            raise BlobCorruptError(
+                f"blob {sha} is missing from {self.root}",
+                hint="run `cirkit store verify` and re-record or unpack the store again",
+            ) from None
+        if hashlib.sha256(data).hexdigest() != sha:
+            raise BlobCorruptError(
+                f"blob {sha} is corrupt: its bytes no longer hash to its name",
+                hint="run `cirkit store verify`; re-record the calls that used it",
+            )
+        return data
+
+    def exists(self, sha: str) -> bool:
+        return self.path(sha).is_file()
+
+    def names(self) -> Iterator[str]:
+        """Every blob name, sorted; temp files of unfinished writes are skipped."""
+        if not self.root.is_dir():
+            return
+        for sub in sorted(p for p in self.root.iterdir() if p.is_dir() and len(p.name) == 2):
+            for f in sorted(sub.iterdir()):
+                if not f.name.startswith(".tmp-"):
+                    yield sub.name + f.name
+
+    def temp_files(self) -> list[Path]:
+        """Leftovers of writes killed before their rename (harmless; removable)."""
+        if not self.root.is_dir():
+            return []
+        return sorted(self.root.glob("*/.tmp-*"))

@@ -1,0 +1,204 @@
+"""The Recorder: a backend per tool, wrapped in a record mode over a Store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ._canonical import SEARCH, TOOLS, VISIT, canonical_json, make_key
+from ._errors import RecordersError, ReplayMissError
+from ._modes import Mode
+from ._render import RenderOptions, render
+from ._store import Entry, Store
+from .backends._base import Backend, Response
+
+__all__ = ["Recorder", "ToolResult", "scrub"]
+
+
+@dataclass(slots=True, frozen=True)
+class ToolResult:
+    """One answered call: the model-facing ``text`` and where it came from."""
+
+    tool: str
+    args: dict[str, Any]
+    key: str
+    text: str
+    data: dict[str, Any]
+    status: str
+    backend: str
+    from_store: bool
+
+
+def scrub(data: bytes, secrets: tuple[str, ...]) -> bytes:
+    """Replace every credential value that a provider echoed back (belt and braces)."""
+    for s in secrets:
+        if s and len(s) >= 4:
+            data = data.replace(s.encode(), b"[REDACTED]")
+    return data
+
+
+class Recorder:
+    """Serves ``web_search``/``web_visit`` through a store in a mode.
+
+    ``await rec.call("web_search", {"query": ..., "num_results": 5})`` returns a ToolResult.
+    Concurrent calls of the same key share one backend request (single-flight).
+    ``keys_used`` lists every key served, in first-use order (a rollout's provenance).
+    """
+
+    def __init__(
+        self,
+        store: Store | None,
+        *,
+        search: Backend | None = None,
+        visit: Backend | None = None,
+        mode: Mode | str = Mode.AUTO,
+        render_options: RenderOptions | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.mode = Mode.parse(mode)
+        if store is None and self.mode is not Mode.OFF:
+            raise RecordersError(f"mode {self.mode} needs a store", hint="pass a Store or use off")
+        self.store = store
+        self.backends: dict[str, Backend | None] = {SEARCH: search, VISIT: visit}
+        for tool, b in self.backends.items():
+            if b is not None and b.tool != tool:
+                raise ValueError(f"backend {b.name!r} answers {b.tool}, not {tool}")
+        self.render_options = render_options or RenderOptions()
+        self._clock = clock
+        self._inflight: dict[str, asyncio.Future[ToolResult]] = {}
+        self._rewritten: set[str] = set()
+        self.keys_used: list[str] = []
+        self._seen: set[str] = set()
+        self.counts = {"replayed": 0, "recorded": 0, "live": 0}
+
+    # -- public ----------------------------------------------------------------------------
+    async def web_search(self, query: str, num_results: int = 5) -> ToolResult:
+        return await self.call(SEARCH, {"query": query, "num_results": num_results})
+
+    async def web_visit(self, url: str) -> ToolResult:
+        return await self.call(VISIT, {"url": url})
+
+    def call_sync(self, tool: str, args: Mapping[str, Any]) -> ToolResult:
+        """A thin sync wrapper for scripts; use ``call`` inside an event loop."""
+        return asyncio.run(self.call(tool, args))
+
+    async def call(self, tool: str, args: Mapping[str, Any]) -> ToolResult:
+        key, norm = make_key(tool, args)
+        if key not in self._seen:
+            self._seen.add(key)
+            self.keys_used.append(key)
+        pending = self._inflight.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        fut: asyncio.Future[ToolResult] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = fut
+        try:
+            result = await self._serve(tool, key, norm, args)
+        except BaseException as e:
+            fut.set_exception(e)
+            fut.exception()  # mark retrieved: waiters (if any) re-raise it themselves
+            raise
+        else:
+            fut.set_result(result)
+            return result
+        finally:
+            del self._inflight[key]
+
+    # -- internals -------------------------------------------------------------------------
+    async def _serve(
+        self, tool: str, key: str, norm: dict[str, Any], args: Mapping[str, Any]
+    ) -> ToolResult:
+        mode = self.mode
+        if mode in (Mode.REPLAY, Mode.AUTO) or (mode is Mode.REWRITE and key in self._rewritten):
+            hit = self._replay(tool, key, norm)
+            if hit is not None:
+                return hit
+            if mode is Mode.REPLAY:
+                raise self._miss(tool, key, norm)
+        backend = self.backends[tool]
+        if backend is None:
+            raise RecordersError(
+                f"no {tool} backend is configured and the store cannot answer this call",
+                hint="pass a backend (e.g. --backend local), or record the call first",
+            )
+        # The backend gets the caller's arguments (a URL with its own query intact), only
+        # stripped; the key and the stored args are the normalised ones.
+        live_args = dict(norm)
+        if tool == VISIT:
+            live_args["url"] = str(args["url"]).strip()
+        started = time.perf_counter()
+        resp = await backend.handle(live_args)
+        latency_ms = round((time.perf_counter() - started) * 1000.0, 3)
+        if mode is Mode.OFF:
+            self.counts["live"] += 1
+            return self._result(tool, key, norm, resp.data, resp.status, backend.name, False)
+        assert self.store is not None
+        self._record(key, tool, norm, resp, backend, latency_ms)
+        if mode is Mode.REWRITE:
+            self._rewritten.add(key)
+        self.counts["recorded"] += 1
+        # Serve what was stored, so record and replay render from the very same bytes.
+        hit = self._replay(tool, key, norm, count=False)
+        assert hit is not None
+        return ToolResult(hit.tool, hit.args, hit.key, hit.text, hit.data, hit.status,
+                          hit.backend, from_store=False)
+
+    def _record(
+        self, key: str, tool: str, norm: dict[str, Any], resp: Response, backend: Backend,
+        latency_ms: float,
+    ) -> None:
+        assert self.store is not None
+        secrets = backend.secrets
+        refs = tuple(self.store.blobs.put(scrub(b, secrets)) for b in resp.extra_blobs)
+        envelope = {"version": 1, "tool": tool, "data": resp.data}
+        blob = self.store.blobs.put(scrub(canonical_json(envelope), secrets))
+        entry = Entry(blob=blob, tool=tool, args=norm, backend=backend.name,
+                      recorded_at=round(self._clock(), 3), latency_ms=latency_ms,
+                      status=resp.status, refs=refs)
+        self.store.put_entry(key, entry)
+
+    def _replay(
+        self, tool: str, key: str, norm: dict[str, Any], *, count: bool = True
+    ) -> ToolResult | None:
+        assert self.store is not None
+        loaded = self.store.load(key)
+        if loaded is None:
+            return None
+        entry, blob = loaded
+        envelope = json.loads(blob)
+        if count:
+            self.counts["replayed"] += 1
+        return self._result(tool, key, norm, envelope["data"], entry.status, entry.backend, True)
+
+    def _result(
+        self, tool: str, key: str, norm: dict[str, Any], data: dict[str, Any], status: str,
+        backend: str, from_store: bool,
+    ) -> ToolResult:
+        text = render(tool, data, norm, self.render_options)
+        return ToolResult(tool, norm, key, text, data, status, backend, from_store)
+
+    def _miss(self, tool: str, key: str, norm: dict[str, Any]) -> ReplayMissError:
+        assert self.store is not None
+        near = self.store.nearest(tool, norm, n=3)
+        lines = [
+            f"strict replay: {tool} was never recorded in {self.store.path}",
+            f"  key:  {key}",
+            f"  args: {json.dumps(norm, sort_keys=True, ensure_ascii=False)}",
+        ]
+        if near:
+            lines.append(f"  nearest recorded {tool} calls:")
+            for n in near:
+                lines.append(
+                    f"    {n.key[:12]}  {json.dumps(n.args, sort_keys=True, ensure_ascii=False)}"
+                    f"  (differs in: {', '.join(n.differs) or 'nothing'}; "
+                    f"similarity {n.score:.2f})"
+                )
+        else:
+            lines.append(f"  no {tool} call is recorded in this store")
+        return ReplayMissError("\n".join(lines), key=key, fields={"tool": tool, **norm},
+                               nearest=[n.key for n in near])
+

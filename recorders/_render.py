@@ -1,0 +1,92 @@
+"""Model-facing text, rendered from stored provider data at replay time.
+
+The store keeps what the provider returned; what the model sees is rendered here, under a
+version number, so a rendering change needs a new version, not a re-recording. Version 1 follows
+the II-Search-CIR demo (see cir-reference.md): search hits as
+``"\\nIndex: {i}\\nURL: {link}\\nTitle: {title}\\nPreview: {snippet}\\n"``, visits as page text with
+markdown links and images removed, blank lines dropped, cut to the first 5000 words.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ._canonical import SEARCH, VISIT
+
+__all__ = ["RENDERER_VERSION", "RenderOptions", "render"]
+
+RENDERER_VERSION = 1
+
+_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
+_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
+
+
+@dataclass(slots=True, frozen=True)
+class RenderOptions:
+    version: int = RENDERER_VERSION
+    drop_huggingface: bool = True  # the card: no Hugging Face URL was visited in evaluation
+    max_words: int = 5000
+
+
+def render(
+    tool: str, data: Mapping[str, Any], args: Mapping[str, Any], opts: RenderOptions | None = None
+) -> str:
+    opts = opts or RenderOptions()
+    if opts.version != 1:
+        raise ValueError(f"unknown renderer version {opts.version}; valid versions: 1")
+    if tool == SEARCH:
+        return _render_search(data, int(args.get("num_results", 5)), opts)
+    if tool == VISIT:
+        return _render_visit(data, opts)
+    raise ValueError(f"unknown tool {tool!r}")
+
+
+def _render_search(data: Mapping[str, Any], num: int, opts: RenderOptions) -> str:
+    if "error" in data:
+        return f"Search failed: {data['error']}"
+    hits = [
+        h for h in data.get("results", [])
+        if not (opts.drop_huggingface and "huggingface" in str(h.get("url", "")).lower())
+    ][:num]
+    if not hits:
+        return "No results found."
+    return "".join(
+        f"\nIndex: {i}\nURL: {h.get('url', '')}\nTitle: {h.get('title', '')}\n"
+        f"Preview: {h.get('snippet', '')}\n"
+        for i, h in enumerate(hits, start=1)
+    )
+
+
+def clean_page_text(text: str, max_words: int) -> str:
+    """Links to their text, images out, blank lines out, first ``max_words`` words kept."""
+    text = _IMAGE.sub("", text)
+    text = _LINK.sub(r"\1", text)
+    lines = [ln.rstrip() for ln in text.splitlines() if ln.strip()]
+    out: list[str] = []
+    budget = max_words
+    for ln in lines:
+        words = ln.split()
+        if len(words) >= budget:
+            out.append(" ".join(words[:budget]))
+            break
+        out.append(ln)
+        budget -= len(words)
+    return "\n".join(out)
+
+
+def _render_visit(data: Mapping[str, Any], opts: RenderOptions) -> str:
+    if opts.drop_huggingface and "huggingface" in str(data.get("url", "")).lower():
+        return "Access to Hugging Face pages is disabled."
+    if "error" in data:
+        return f"Failed to visit the page: {data['error']}"
+    code = int(data.get("status_code", 200))
+    text = clean_page_text(str(data.get("text", "")), opts.max_words)
+    if code >= 400:
+        return f"Failed to visit the page: HTTP {code}" + (f"\n{text}" if text else "")
+    if not text:
+        return "The page has no readable text."
+    title = str(data.get("title", "")).strip()
+    return f"{title}\n{text}" if title and not text.startswith(title) else text

@@ -1,0 +1,296 @@
+"""The store: content-addressed blobs plus a diskcache index from request key to entry.
+
+Layout::
+
+    store.json          {"format": "cirkit-store", "version": 1}
+    objects/ab/cdef…    blobs (sha256 of their bytes)
+    index/              diskcache: key -> entry (JSON, eviction off, no expiry)
+
+A record writes its blob(s) first, then the index entry in one SQLite transaction, so a process
+killed at any point leaves every finished entry readable and never a half entry (at worst an
+unreferenced blob, which ``verify`` counts and ``gc`` could remove).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import diskcache
+from filelock import FileLock
+
+from ._blobs import BlobStore
+from ._canonical import canonical_json
+from ._errors import BlobCorruptError, StoreError
+
+__all__ = ["ENTRY_VERSION", "STORE_VERSION", "Entry", "Near", "Store", "StoreInfo", "VerifyReport"]
+
+STORE_VERSION = 1
+ENTRY_VERSION = 1
+_MARKER = "store.json"
+
+
+class _JSONDisk(diskcache.Disk):  # type: ignore[misc]
+    """Keys are str, values are JSON text: nothing is ever pickled (CVE-2025-69872)."""
+
+    def put(self, key: Any) -> Any:
+        if not isinstance(key, str):
+            raise TypeError(f"store keys are str, got {type(key).__name__}")
+        return super().put(key)
+
+    def store(self, value: Any, read: bool, key: Any = diskcache.UNKNOWN) -> Any:
+        if read:
+            raise TypeError("the store index holds JSON values only")
+        return super().store(json.dumps(value, sort_keys=True, ensure_ascii=False), read, key)
+
+    def fetch(self, mode: int, filename: str, value: Any, read: bool) -> Any:
+        return json.loads(super().fetch(mode, filename, value, read))
+
+
+@dataclass(slots=True, frozen=True)
+class Entry:
+    """What the index says about one recorded call."""
+
+    blob: str
+    tool: str
+    args: dict[str, Any]
+    backend: str
+    recorded_at: float
+    latency_ms: float
+    status: str = "ok"
+    refs: tuple[str, ...] = ()  # further blobs the payload names (e.g. a page's raw bytes)
+    version: int = ENTRY_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["refs"] = list(self.refs)
+        return d
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Entry:
+        version = d.get("version")
+        if version != ENTRY_VERSION:
+            raise StoreError(
+                f"index entry has version {version!r}; this cirkit reads version {ENTRY_VERSION}",
+                hint="upgrade cirkit, or re-record the store",
+            )
+        return cls(
+            blob=d["blob"],
+            tool=d["tool"],
+            args=dict(d["args"]),
+            backend=d["backend"],
+            recorded_at=float(d["recorded_at"]),
+            latency_ms=float(d["latency_ms"]),
+            status=d.get("status", "ok"),
+            refs=tuple(d.get("refs", ())),
+            version=version,
+        )
+
+
+@dataclass(slots=True, frozen=True)
+class Near:
+    """A recorded call close to a missed one, and which fields differ."""
+
+    key: str
+    args: dict[str, Any]
+    score: float
+    differs: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class StoreInfo:
+    path: str
+    version: int
+    entries: int
+    by_tool: dict[str, int]
+    by_backend: dict[str, int]
+    blobs: int
+    blob_bytes: int
+
+
+@dataclass(slots=True)
+class VerifyReport:
+    blobs_checked: int = 0
+    entries_checked: int = 0
+    corrupt_blobs: list[str] = field(default_factory=list)
+    missing_blobs: list[tuple[str, str]] = field(default_factory=list)  # (key, blob)
+    bad_entries: list[tuple[str, str]] = field(default_factory=list)  # (key, reason)
+    unreferenced_blobs: int = 0
+    temp_files: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not (self.corrupt_blobs or self.missing_blobs or self.bad_entries)
+
+
+class Store:
+    """A directory holding recorded tool responses. Safe to share between processes."""
+
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+        self.path = Path(path)
+        marker = self.path / _MARKER
+        if not marker.exists():
+            if not create:
+                raise StoreError(
+                    f"{self.path} is not a cirkit store (no {_MARKER})",
+                    hint="check the path, or record into it first (it is created on demand)",
+                )
+            self._init()
+        self._check_marker(marker)
+        self.blobs = BlobStore(self.path / "objects")
+        self._index = diskcache.Cache(
+            str(self.path / "index"),
+            disk=_JSONDisk,
+            eviction_policy="none",
+            size_limit=2**62,
+            cull_limit=0,
+            statistics=False,
+            tag_index=False,
+        )
+
+    def _init(self) -> None:
+        # diskcache #266: first-time initialisation races between processes; serialise it.
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"cannot create the store at {self.path}: {e.strerror}") from e
+        with FileLock(str(self.path / ".init.lock")):
+            marker = self.path / _MARKER
+            if marker.exists():
+                return
+            (self.path / "objects").mkdir(exist_ok=True)
+            diskcache.Cache(str(self.path / "index"), disk=_JSONDisk,
+                            eviction_policy="none", size_limit=2**62, cull_limit=0).close()
+            tmp = marker.with_suffix(".tmp")
+            tmp.write_bytes(canonical_json({"format": "cirkit-store", "version": STORE_VERSION}))
+            tmp.replace(marker)
+
+    def _check_marker(self, marker: Path) -> None:
+        try:
+            meta = json.loads(marker.read_text("utf-8"))
+        except (OSError, ValueError) as e:
+            raise StoreError(f"{marker} is unreadable: {e}") from e
+        if meta.get("format") != "cirkit-store" or meta.get("version") != STORE_VERSION:
+            raise StoreError(
+                f"{self.path} holds a store of format {meta.get('format')!r} version "
+                f"{meta.get('version')!r}; this cirkit reads cirkit-store version {STORE_VERSION}",
+                hint="upgrade cirkit",
+            )
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def close(self) -> None:
+        self._index.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- entries ---------------------------------------------------------------------------
+    def put_entry(self, key: str, entry: Entry) -> None:
+        for sha in (entry.blob, *entry.refs):
+            if not self.blobs.exists(sha):
+                raise StoreError(f"refusing an entry for {key}: its blob {sha} is not stored")
+        self._index.set(key, entry.to_json())
+
+    def get_entry(self, key: str) -> Entry | None:
+        raw = self._index.get(key)
+        return None if raw is None else Entry.from_json(raw)
+
+    def load(self, key: str) -> tuple[Entry, bytes] | None:
+        """The entry and its verified blob bytes, or None if the key was never recorded."""
+        entry = self.get_entry(key)
+        if entry is None:
+            return None
+        return entry, self.blobs.get(entry.blob)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._index
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def keys(self) -> list[str]:
+        """Every key, sorted (diskcache's own order depends on insertion)."""
+        return sorted(self._index.iterkeys())
+
+    def entries(self) -> Iterator[tuple[str, Entry]]:
+        for key in self.keys():
+            entry = self.get_entry(key)
+            if entry is not None:
+                yield key, entry
+
+    def resolve(self, prefix: str) -> str:
+        """A full key from a unique prefix (like git's short hashes)."""
+        if prefix in self._index:
+            return prefix
+        hits = [k for k in self.keys() if k.startswith(prefix)]
+        if len(hits) == 1:
+            return hits[0]
+        if not hits:
+            raise StoreError(f"no recorded key starts with {prefix!r}",
+                             hint="list keys with `cirkit store ls`")
+        raise StoreError(f"{len(hits)} keys start with {prefix!r}", hint="give more digits")
+
+    # -- diagnosis -------------------------------------------------------------------------
+    def nearest(self, tool: str, args: Mapping[str, Any], *, n: int = 3) -> list[Near]:
+        """The n recorded calls of the same tool closest to ``args`` (for replay misses)."""
+        want = canonical_json(dict(args)).decode()
+        scored: list[Near] = []
+        for key, entry in self.entries():
+            if entry.tool != tool:
+                continue
+            got = canonical_json(entry.args).decode()
+            score = difflib.SequenceMatcher(None, want, got, autojunk=False).ratio()
+            differs = tuple(sorted(
+                k for k in set(args) | set(entry.args) if args.get(k) != entry.args.get(k)
+            ))
+            scored.append(Near(key=key, args=entry.args, score=score, differs=differs))
+        scored.sort(key=lambda x: (-x.score, x.key))
+        return scored[:n]
+
+    def info(self) -> StoreInfo:
+        by_tool: dict[str, int] = {}
+        by_backend: dict[str, int] = {}
+        n = 0
+        for _, entry in self.entries():
+            n += 1
+            by_tool[entry.tool] = by_tool.get(entry.tool, 0) + 1
+            by_backend[entry.backend] = by_backend.get(entry.backend, 0) + 1
+        names = list(self.blobs.names())
+        size = sum(self.blobs.path(s).stat().st_size for s in names)
+        return StoreInfo(str(self.path), STORE_VERSION, n, dict(sorted(by_tool.items())),
+                         dict(sorted(by_backend.items())), len(names), size)
+
+    def verify(self) -> VerifyReport:
+        """Rehash every blob and check every entry's references."""
+        report = VerifyReport()
+        good: set[str] = set()
+        for sha in self.blobs.names():
+            report.blobs_checked += 1
+            try:
+                self.blobs.get(sha)
+                good.add(sha)
+            except BlobCorruptError:
+                report.corrupt_blobs.append(sha)
+        used: set[str] = set()
+        for key in self.keys():
+            report.entries_checked += 1
+            try:
+                raw = self._index.get(key)
+                entry = Entry.from_json(raw)
+            except (StoreError, KeyError, TypeError, ValueError) as e:
+                report.bad_entries.append((key, str(e)))
+                continue
+            for sha in (entry.blob, *entry.refs):
+                used.add(sha)
+                if sha not in good and sha not in report.corrupt_blobs:
+                    report.missing_blobs.append((key, sha))
+        report.unreferenced_blobs = len(good - used)
+        report.temp_files = len(self.blobs.temp_files())
+        return report
