@@ -1,0 +1,49 @@
+"""The ``cirkit`` command line: one module per command group."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from recorders import RecordersError
+
+from .. import __version__
+from ._record import record
+from ._store import store
+from ._tools import tools
+
+__all__ = ["cli", "main"]
+
+
+class _Cli(click.Group):
+    """Turns known errors into one clear line plus a hint, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RecordersError as e:
+            click.secho(f"error: {e.message}", fg="red", err=True)
+            if e.hint:
+                click.echo(f"hint: {e.hint}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted; everything recorded so far is kept", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="cirkit")
+def cli() -> None:
+    """cirkit: record and replay web tools for Code-Integrated Reasoning, run CIR rollouts,
+    build SFT/RL datasets."""
+
+
+cli.add_command(tools)
+cli.add_command(record)
+cli.add_command(store)
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,107 @@
+"""``cirkit record calls.jsonl``: many tool calls into a store, concurrently, with progress."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from recorders import SEARCH, VISIT, Mode, Recorder, RecordersError
+
+from ._options import backend_option, build_recorder, corpus_option, mode_option, store_option
+
+__all__ = ["read_calls", "record"]
+
+
+def read_calls(path: Path, *, num_results: int) -> list[tuple[str, dict[str, Any]]]:
+    """Parse a calls file. Each line is a JSON object: ``{"query": ..., "num_results"?}`` or
+    ``{"url": ...}``, optionally with ``"tool"``. Every bad line is reported, none is skipped."""
+    calls: list[tuple[str, dict[str, Any]]] = []
+    problems: list[str] = []
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError as e:
+                problems.append(f"line {n}: not JSON ({e.msg})")
+                continue
+            if not isinstance(obj, dict):
+                problems.append(f"line {n}: expected a JSON object")
+                continue
+            tool = obj.get("tool") or (VISIT if "url" in obj else SEARCH)
+            if tool in ("search", SEARCH) and isinstance(obj.get("query"), str):
+                n_res = obj.get("num_results", obj.get("num_result", num_results))
+                calls.append((SEARCH, {"query": obj["query"], "num_results": n_res}))
+            elif tool in ("visit", VISIT, "visit_webpage") and isinstance(obj.get("url"), str):
+                calls.append((VISIT, {"url": obj["url"]}))
+            else:
+                problems.append(f"line {n}: needs a string 'query' (search) or 'url' (visit)")
+    if problems:
+        shown = "\n  ".join(problems[:10]) + ("\n  ..." if len(problems) > 10 else "")
+        raise RecordersError(f"{path}: {len(problems)} bad line(s), nothing recorded:\n  {shown}",
+                             hint="fix the lines above; one JSON object per line")
+    return calls
+
+
+async def _record_all(rec: Recorder, calls: list[tuple[str, dict[str, Any]]], concurrency: int,
+                      progress: Progress) -> list[tuple[int, str]]:
+    task = progress.add_task("recording", total=len(calls))
+    sem = asyncio.Semaphore(concurrency)
+    failures: list[tuple[int, str]] = []
+
+    async def one(i: int, tool: str, args: dict[str, Any]) -> None:
+        async with sem:
+            try:
+                await rec.call(tool, args)
+            except (RecordersError, ValueError) as e:
+                failures.append((i, str(e).splitlines()[0]))
+            finally:
+                progress.advance(task)
+
+    await asyncio.gather(*(one(i, t, a) for i, (t, a) in enumerate(calls, start=1)))
+    return sorted(failures)
+
+
+@click.command()
+@click.argument("calls_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@store_option
+@mode_option("auto")
+@backend_option(SEARCH)
+@backend_option(VISIT, flag="--visit-backend")
+@corpus_option
+@click.option("-n", "--num-results", default=5, show_default=True, type=click.IntRange(min=1),
+              help="Hits per search when a line gives none.")
+@click.option("-j", "--concurrency", default=8, show_default=True, type=click.IntRange(1, 256))
+def record(calls_file: Path, store: Path | None, mode: Mode, search_backend: str,
+           visit_backend: str, corpus: Path | None, num_results: int, concurrency: int) -> None:
+    """Record every call in CALLS_FILE (JSONL) into the store.
+
+    Mode auto (the default) skips calls already recorded, so an interrupted run resumes where it
+    stopped; --mode record re-asks everything."""
+    if store is None:
+        raise click.UsageError("record needs --store DIR (or CIRKIT_STORE)")
+    calls = read_calls(calls_file, num_results=num_results)
+    rec = build_recorder(store=store, mode=mode, search_backend=search_backend,
+                         visit_backend=visit_backend, corpus=corpus)
+    console = Console(stderr=True)
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console) as progress:
+            failures = asyncio.run(_record_all(rec, calls, concurrency, progress))
+    finally:
+        assert rec.store is not None
+        rec.store.close()
+    c = rec.counts
+    console.print(f"{len(calls)} calls: {c['recorded']} recorded, {c['replayed']} already in the "
+                  f"store, {len(failures)} failed")
+    for i, msg in failures[:20]:
+        console.print(f"  call {i}: {msg}", style="red", markup=False)
+    if failures:
+        raise SystemExit(1)

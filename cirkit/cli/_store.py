@@ -1,0 +1,131 @@
+"""``cirkit store info|ls|show|verify|pack|unpack``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from recorders import Store, pack, read_manifest, render, unpack
+
+__all__ = ["store"]
+
+_existing = click.Path(exists=True, file_okay=False, path_type=Path)
+
+
+def _console() -> Console:
+    return Console(highlight=False)
+
+
+@click.group()
+def store() -> None:
+    """Inspect, check and ship a store."""
+
+
+@store.command()
+@click.argument("path", type=_existing)
+def info(path: Path) -> None:
+    """Counts by tool and backend, blobs and their size."""
+    with Store(path, create=False) as st:
+        i = st.info()
+    t = Table(show_header=False, box=None)
+    t.add_row("store", i.path)
+    t.add_row("version", str(i.version))
+    t.add_row("entries", str(i.entries))
+    for k, v in i.by_tool.items():
+        t.add_row(f"  {k}", str(v))
+    for k, v in i.by_backend.items():
+        t.add_row(f"  backend {k}", str(v))
+    t.add_row("blobs", f"{i.blobs} ({i.blob_bytes:,} bytes)")
+    _console().print(t)
+
+
+@store.command("ls")
+@click.argument("path", type=_existing)
+@click.option("--tool", type=click.Choice(["web_search", "web_visit"]), default=None)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def ls_cmd(path: Path, tool: str | None, as_json: bool) -> None:
+    """One line per recorded call, sorted by key."""
+    with Store(path, create=False) as st:
+        rows = [(k, e) for k, e in st.entries() if tool is None or e.tool == tool]
+    if as_json:
+        for k, e in rows:
+            click.echo(json.dumps({"key": k, **e.to_json()}, sort_keys=True, ensure_ascii=False))
+        return
+    t = Table("key", "tool", "backend", "status", "args")
+    for k, e in rows:
+        t.add_row(k[:12], e.tool, e.backend, e.status, json.dumps(e.args, ensure_ascii=False))
+    _console().print(t)
+
+
+@store.command()
+@click.argument("path", type=_existing)
+@click.argument("key")
+@click.option("--data", is_flag=True, help="Print the stored provider data instead of the text.")
+def show(path: Path, key: str, data: bool) -> None:
+    """The entry for KEY (a unique prefix is enough) and what the model sees."""
+    with Store(path, create=False) as st:
+        full = st.resolve(key)
+        loaded = st.load(full)
+        assert loaded is not None
+        entry, blob = loaded
+    envelope = json.loads(blob)
+    click.echo(json.dumps({"key": full, **entry.to_json()}, indent=2, ensure_ascii=False))
+    click.echo("-" * 40)
+    if data:
+        click.echo(json.dumps(envelope["data"], indent=2, ensure_ascii=False))
+    else:
+        click.echo(render(entry.tool, envelope["data"], entry.args))
+
+
+@store.command()
+@click.argument("path", type=_existing)
+def verify(path: Path) -> None:
+    """Rehash every blob and check every entry; exit 1 on any problem."""
+    with Store(path, create=False) as st:
+        r = st.verify()
+    con = _console()
+    con.print(f"{r.blobs_checked} blobs rehashed, {r.entries_checked} entries checked, "
+              f"{r.unreferenced_blobs} unreferenced blobs, {r.temp_files} leftover temp files")
+    for sha in r.corrupt_blobs:
+        con.print(f"corrupt blob {sha}", style="red")
+    for key, sha in r.missing_blobs:
+        con.print(f"entry {key}: blob {sha} missing", style="red")
+    for key, why in r.bad_entries:
+        con.print(f"entry {key}: {why}", style="red", markup=False)
+    if not r.ok:
+        click.echo("hint: re-record the affected calls, or unpack a good copy over this store",
+                   err=True)
+        raise SystemExit(1)
+    con.print("ok", style="green")
+
+
+@store.command("pack")
+@click.argument("path", type=_existing)
+@click.argument("dest", type=click.Path(dir_okay=False, path_type=Path))
+def pack_cmd(path: Path, dest: Path) -> None:
+    """Write the store as one portable file DEST (deterministic bytes)."""
+    with Store(path, create=False) as st:
+        r = pack(st, dest)
+    _console().print(f"packed {r.entries} entries, {r.blobs} blobs into {r.path} "
+                     f"({r.bytes:,} bytes); manifest sha256 {r.manifest_sha256}")
+
+
+@store.command("unpack")
+@click.argument("src", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("path", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--overwrite", is_flag=True, help="On a key recorded in both, take the pack's.")
+def unpack_cmd(src: Path, path: Path, overwrite: bool) -> None:
+    """Merge the pack SRC into the store PATH (created if needed), with dedupe."""
+    read_manifest(src)  # fail on a bad pack before creating anything
+    with Store(path) as st:
+        r = unpack(src, st, overwrite=overwrite)
+    _console().print(
+        f"{r.entries_added} entries added, {r.entries_same} already present, "
+        f"{r.entries_conflicting} kept ours (differing), {r.entries_replaced} replaced; "
+        f"{r.blobs_added} blobs added, {r.blobs_present} already present")
+    if r.entries_conflicting:
+        click.echo("hint: --overwrite takes the pack's version of differing entries", err=True)

@@ -1,0 +1,3 @@
+"""Shared fixtures: each real server lives in its own module under tests/servers/."""
+
+pytest_plugins = ["tests.servers.site", "tests.servers.providers"]

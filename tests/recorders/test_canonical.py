@@ -1,0 +1,60 @@
+"""Keys name what was asked: canonical, normalised, free of secrets."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from recorders import canonical_json, make_key, normalise_query, normalise_url
+
+
+def test_canonical_json_sorts_keys_and_drops_whitespace() -> None:
+    assert canonical_json({"b": 1, "a": [1, "é"]}) == '{"a":[1,"é"],"b":1}'.encode()
+
+
+@given(st.dictionaries(st.text(max_size=5), st.integers(), max_size=6))
+def test_canonical_json_ignores_insertion_order(d: dict[str, int]) -> None:
+    assert canonical_json(d) == canonical_json(dict(reversed(list(d.items()))))
+
+
+def test_query_whitespace_is_collapsed_and_stripped() -> None:
+    assert normalise_query("  who painted\tthe\n night   watch ") == "who painted the night watch"
+    assert make_key("web_search", {"query": "a  b", "num_results": 5}) == make_key(
+        "web_search", {"num_results": 5, "query": " a b"})
+
+
+def test_num_results_is_part_of_the_key() -> None:
+    k5, _ = make_key("web_search", {"query": "x", "num_results": 5})
+    k3, _ = make_key("web_search", {"query": "x", "num_results": 3})
+    assert k5 != k3
+
+
+@pytest.mark.parametrize(("raw", "norm"), [
+    ("HTTPS://En.Wikipedia.ORG/wiki/The_Night_Watch#History",
+     "https://en.wikipedia.org/wiki/The_Night_Watch"),
+    ("http://example.com:80/a?utm_source=x&b=2&a=1&fbclid=z", "http://example.com/a?a=1&b=2"),
+    ("https://example.com:8443", "https://example.com:8443/"),
+    ("example.com/page", "https://example.com/page"),
+    ("https://api.example.com/v1?api_key=sk-123&q=1", "https://api.example.com/v1?api_key=REDACTED&q=1"),
+    ("https://user:pw@example.com/", "https://REDACTED@example.com/"),
+])
+def test_url_normalisation(raw: str, norm: str) -> None:
+    assert normalise_url(raw) == norm
+
+
+def test_secret_in_a_visited_url_never_reaches_the_key_fields() -> None:
+    _, args = make_key("web_visit", {"url": "https://x.org/p?token=SECRET-TOKEN-42"})
+    assert "SECRET-TOKEN-42" not in canonical_json(args).decode()
+
+
+@pytest.mark.parametrize("args", [{}, {"query": 3}, {"query": "x", "num_results": 0},
+                                  {"query": "x", "num_results": True}])
+def test_bad_search_args_are_rejected(args: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        make_key("web_search", args)
+
+
+def test_unknown_tool_lists_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match="web_search, web_visit"):
+        make_key("web_fetch", {"url": "x"})

@@ -1,0 +1,153 @@
+"""The Recorder's modes, replay misses, single-flight and secret scrubbing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from recorders import (
+    InMemoryBackend,
+    Mode,
+    Recorder,
+    RecordersError,
+    ReplayMissError,
+    Response,
+    Store,
+)
+
+
+def search_answer(args: Mapping[str, Any]) -> dict[str, Any]:
+    q = args["query"]
+    return {"results": [{"title": f"T {q}", "url": f"https://e.org/{i}", "snippet": f"S{i}"}
+                        for i in range(args["num_results"])], "raw": {"q": q}}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "store")
+
+
+def rec(store: Store | None, mode: str, backend: InMemoryBackend | None = None) -> Recorder:
+    return Recorder(store, search=backend or InMemoryBackend("web_search", search_answer),
+                    mode=mode, clock=lambda: 0.0)
+
+
+async def test_auto_records_then_replays(store: Store) -> None:
+    b = InMemoryBackend("web_search", search_answer)
+    r = rec(store, "auto", b)
+    first = await r.web_search("night watch", num_results=2)
+    again = await r.web_search("  night   watch ", num_results=2)
+    assert b.calls == 1 and not first.from_store and again.from_store
+    assert first.text == again.text == (
+        "\nIndex: 1\nURL: https://e.org/0\nTitle: T night watch\nPreview: S0\n"
+        "\nIndex: 2\nURL: https://e.org/1\nTitle: T night watch\nPreview: S1\n")
+    assert r.keys_used == [first.key]
+
+
+async def test_record_always_asks_and_overwrites(store: Store) -> None:
+    n = {"v": 0}
+
+    def changing(args: Mapping[str, Any]) -> dict[str, Any]:
+        n["v"] += 1
+        return {"results": [{"title": f"v{n['v']}", "url": "u", "snippet": ""}]}
+
+    r = Recorder(store, search=InMemoryBackend("web_search", changing), mode="record")
+    await r.web_search("q")
+    await r.web_search("q")
+    assert n["v"] == 2
+    replayed = await rec(store, "replay").web_search("q")
+    assert "Title: v2" in replayed.text
+
+
+async def test_rewrite_rerecords_once_per_session(store: Store) -> None:
+    await rec(store, "auto").web_search("q")
+    b = InMemoryBackend("web_search", search_answer)
+    r = rec(store, "rewrite", b)
+    await r.web_search("q")
+    await r.web_search("q")
+    assert b.calls == 1
+
+
+async def test_off_never_touches_the_store(store: Store) -> None:
+    r = Recorder(None, search=InMemoryBackend("web_search", search_answer), mode="off")
+    res = await r.web_search("q")
+    assert not res.from_store and "Index: 1" in res.text
+    assert len(store) == 0
+    with pytest.raises(RecordersError, match="needs a store"):
+        Recorder(None, mode="auto")
+
+
+async def test_replay_needs_no_backend_and_never_calls_one(store: Store) -> None:
+    await rec(store, "auto").web_search("q")
+    r = Recorder(store, mode=Mode.REPLAY)
+    assert (await r.web_search("q")).from_store
+
+
+async def test_strict_miss_names_the_fields_and_three_nearest(store: Store) -> None:
+    r = rec(store, "auto")
+    for q in ("who painted the night watch", "night watch painter", "rembrandt", "mona lisa"):
+        await r.web_search(q, num_results=5)
+    with pytest.raises(ReplayMissError) as ei:
+        await rec(store, "replay").web_search("who painted the night watch?", num_results=3)
+    msg = str(ei.value)
+    assert '"query": "who painted the night watch?"' in msg and '"num_results": 3' in msg
+    assert ei.value.key in msg
+    assert len(ei.value.nearest) == 3
+    nearest_line = msg.splitlines()[4]
+    assert '"who painted the night watch"' in nearest_line
+    assert "differs in: num_results, query" in nearest_line
+    assert "hint:" in msg
+
+
+async def test_miss_in_an_empty_store_says_so(store: Store) -> None:
+    with pytest.raises(ReplayMissError, match="no web_visit call is recorded"):
+        await Recorder(store, mode="replay").web_visit("https://x.org")
+
+
+async def test_concurrent_calls_share_one_backend_request(store: Store) -> None:
+    class Slow(InMemoryBackend):
+        async def handle(self, args: Mapping[str, Any]) -> Response:
+            await asyncio.sleep(0.05)
+            return await super().handle(args)
+
+    b = Slow("web_search", search_answer)
+    r = rec(store, "auto", b)
+    results = await asyncio.gather(*(r.web_search("same") for _ in range(10)))
+    assert b.calls == 1 and len({x.text for x in results}) == 1
+
+
+async def test_backend_error_records_nothing(store: Store) -> None:
+    def boom(args: Mapping[str, Any]) -> dict[str, Any]:
+        raise RecordersError("provider down")
+
+    with pytest.raises(RecordersError, match="provider down"):
+        await Recorder(store, search=InMemoryBackend("web_search", boom)).web_search("q")
+    assert len(store) == 0
+
+
+async def test_echoed_secrets_are_scrubbed_before_storing(store: Store, tmp_path: Path) -> None:
+    secret = "sk-live-ECHOED-0123456789"
+
+    class Echo(InMemoryBackend):
+        @property
+        def secrets(self) -> tuple[str, ...]:
+            return (secret,)
+
+        async def handle(self, args: Mapping[str, Any]) -> Response:
+            return Response({"results": [], "raw": {"echo": f"key={secret}"}},
+                            extra_blobs=[f"raw {secret}".encode()])
+
+    await Recorder(store, search=Echo("web_search", {})).web_search("q")
+    store.close()
+    for f in (tmp_path / "store").rglob("*"):
+        if f.is_file():
+            assert secret.encode() not in f.read_bytes(), f
+
+
+async def test_backend_for_the_wrong_tool_is_refused(store: Store) -> None:
+    with pytest.raises(ValueError, match="answers web_visit"):
+        Recorder(store, search=InMemoryBackend("web_visit", {}))  # type: ignore[arg-type]

@@ -1,0 +1,105 @@
+"""The store: write-once blobs verified on read, a JSON index, clear errors."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from recorders import BlobCorruptError, Entry, Store, StoreError
+from recorders._store import ENTRY_VERSION
+
+
+def _entry(store: Store, payload: bytes = b'{"x":1}', **kw: object) -> Entry:
+    sha = store.blobs.put(payload)
+    fields: dict[str, object] = dict(blob=sha, tool="web_search",
+                                     args={"query": "q", "num_results": 5}, backend="memory",
+                                     recorded_at=0.0, latency_ms=1.0)
+    fields.update(kw)
+    return Entry(**fields)  # type: ignore[arg-type]
+
+
+def test_layout_blob_named_by_sha256(tmp_path: Path) -> None:
+    with Store(tmp_path / "s") as st:
+        sha = st.blobs.put(b"hello")
+        assert sha == "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        assert (tmp_path / "s" / "objects" / sha[:2] / sha[2:]).read_bytes() == b"hello"
+        assert st.blobs.put(b"hello") == sha  # write-once: same bytes, same name
+        assert json.loads((tmp_path / "s" / "store.json").read_text())["version"] == 1
+
+
+def test_corrupt_blob_is_an_error_naming_it(tmp_path: Path) -> None:
+    with Store(tmp_path) as st:
+        st.put_entry("k", _entry(st))
+        path = st.blobs.path(st.get_entry("k").blob)  # type: ignore[union-attr]
+        path.chmod(0o644)
+        path.write_bytes(b'{"x":2}')
+        with pytest.raises(BlobCorruptError, match=path.parent.name + path.name):
+            st.load("k")
+        report = st.verify()
+        assert not report.ok and report.corrupt_blobs == [path.parent.name + path.name]
+
+
+def test_entry_needs_its_blob(tmp_path: Path) -> None:
+    with Store(tmp_path) as st:
+        e = _entry(st)
+        bad = Entry(**{**e.to_json(), "blob": "0" * 64, "refs": ()})
+        with pytest.raises(StoreError, match="is not stored"):
+            st.put_entry("k", bad)
+        assert "k" not in st
+
+
+def test_index_holds_json_never_pickle(tmp_path: Path) -> None:
+    with Store(tmp_path) as st:
+        st.put_entry("k", _entry(st))
+    con = sqlite3.connect(tmp_path / "index" / "cache.db")
+    rows = con.execute("SELECT key, value, mode FROM Cache").fetchall()
+    con.close()
+    assert len(rows) == 1
+    key, value, mode = rows[0]
+    assert key == "k"
+    assert json.loads(value)["version"] == ENTRY_VERSION  # stored as JSON text
+    assert mode in (1, 3)  # diskcache MODE_RAW/MODE_TEXT; never MODE_PICKLE (4)
+
+
+def test_not_a_store_and_future_versions_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="not a cirkit store"):
+        Store(tmp_path / "nope", create=False)
+    Store(tmp_path / "s").close()
+    (tmp_path / "s" / "store.json").write_text('{"format": "cirkit-store", "version": 99}')
+    with pytest.raises(StoreError, match="version 99"):
+        Store(tmp_path / "s")
+
+
+def test_entry_version_mismatch_is_reported(tmp_path: Path) -> None:
+    with Store(tmp_path) as st:
+        st._index.set("k", {**_entry(st).to_json(), "version": 99})
+        with pytest.raises(StoreError, match="version 99"):
+            st.get_entry("k")
+        assert st.verify().bad_entries[0][0] == "k"
+
+
+def test_info_and_sorted_keys(tmp_path: Path) -> None:
+    with Store(tmp_path) as st:
+        for k in ("b", "a", "c"):
+            st.put_entry(k, _entry(st, payload=k.encode()))
+        st.put_entry("v", _entry(st, tool="web_visit", args={"url": "https://x/"},
+                                 backend="fetch"))
+        assert st.keys() == ["a", "b", "c", "v"]
+        info = st.info()
+        assert info.entries == 4
+        assert info.by_tool == {"web_search": 3, "web_visit": 1}
+        assert info.by_backend == {"fetch": 1, "memory": 3}
+        assert st.resolve("v") == "v"
+
+
+def test_verify_counts_leftover_temp_files_and_orphans(tmp_path: Path) -> None:
+    with Store(tmp_path) as st:
+        st.put_entry("k", _entry(st))
+        st.blobs.put(b"orphan")
+        (st.blobs.root / "ab").mkdir(exist_ok=True)
+        (st.blobs.root / "ab" / ".tmp-xyz").write_bytes(b"half")
+        r = st.verify()
+        assert r.ok and r.unreferenced_blobs == 1 and r.temp_files == 1
