@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._canonical import SEARCH, TOOLS, VISIT, canonical_json, make_key
+from ._canonical import SEARCH, VISIT, canonical_json, make_key
 from ._errors import RecordersError, ReplayMissError
 from ._modes import Mode
 from ._render import RenderOptions, render

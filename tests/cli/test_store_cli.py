@@ -1,0 +1,92 @@
+"""`cirkit store ...` and `cirkit tools ...` as a user types them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cirkit.cli import cli
+from recorders import InMemoryBackend, Recorder, Store
+from tests.recorders._worker import answer
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    path = tmp_path / "store"
+    rec = Recorder(Store(path), search=InMemoryBackend("web_search", answer), clock=lambda: 0.0)
+    for q in ("alpha", "beta", "gamma"):
+        rec.call_sync("web_search", {"query": q, "num_results": 2})
+    assert rec.store is not None
+    rec.store.close()
+    return path
+
+
+def run(*args: str) -> tuple[int, str]:
+    r = CliRunner().invoke(cli, list(args))
+    return r.exit_code, r.output
+
+
+def test_info_ls_show(store: Path) -> None:
+    code, out = run("store", "info", str(store))
+    assert code == 0 and "entries" in out and "web_search" in out and "memory" in out
+    code, out = run("store", "ls", str(store), "--json")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [r["args"]["query"] for r in rows] == sorted(
+        ["alpha", "beta", "gamma"], key=lambda q: next(r["key"] for r in rows
+                                                      if r["args"]["query"] == q))
+    key = rows[0]["key"]
+    code, out = run("store", "show", str(store), key[:10])
+    assert code == 0 and key in out and "Index: 1" in out
+    code, out = run("store", "show", str(store), key[:10], "--data")
+    assert code == 0 and '"results"' in out
+
+
+def test_verify_fails_on_a_corrupt_blob(store: Path) -> None:
+    assert run("store", "verify", str(store))[0] == 0
+    blob = next(p for p in (store / "objects").rglob("*") if p.is_file())
+    blob.chmod(0o644)
+    blob.write_bytes(b"garbage")
+    code, out = run("store", "verify", str(store))
+    assert code == 1 and "corrupt blob" in out
+
+
+def test_pack_unpack_round_trip(store: Path, tmp_path: Path) -> None:
+    code, out = run("store", "pack", str(store), str(tmp_path / "s.cirpack"))
+    assert code == 0 and "manifest sha256" in out
+    code, out = run("store", "unpack", str(tmp_path / "s.cirpack"), str(tmp_path / "two"))
+    assert code == 0 and "3 entries added" in out
+    code, out = run("tools", "search", "beta", "-n", "2", "--store", str(tmp_path / "two"),
+                    "--mode", "replay")
+    assert code == 0 and "Title: beta — result 1" in out
+
+
+def test_strict_miss_is_one_clear_message_without_traceback(store: Path) -> None:
+    p = subprocess.run(
+        [sys.executable, "-m", "cirkit.cli", "tools", "search", "alpha!", "-n", "2",
+         "--store", str(store), "--mode", "replay"], capture_output=True, text=True)
+    assert p.returncode == 1
+    assert "Traceback" not in p.stderr
+    assert p.stderr.startswith("error: strict replay: web_search was never recorded")
+    assert '"query": "alpha"' in p.stderr and "hint:" in p.stderr
+
+
+def test_bad_mode_lists_the_valid_ones(store: Path) -> None:
+    code, out = run("tools", "search", "x", "--store", str(store), "--mode", "once")
+    assert code == 2 and "record, replay, auto, rewrite, off" in out
+
+
+def test_missing_store_is_a_clear_error(tmp_path: Path) -> None:
+    code, out = run("store", "info", str(tmp_path))
+    assert code == 1 and "not a cirkit store" in out
+
+
+def test_missing_api_key_names_the_variable(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SERPER_API_KEY", raising=False)
+    code, out = run("tools", "search", "x", "--backend", "serper", "--store", str(tmp_path))
+    assert code == 1 and "SERPER_API_KEY" in out
