@@ -89,4 +89,6 @@ def _render_visit(data: Mapping[str, Any], opts: RenderOptions) -> str:
     if not text:
         return "The page has no readable text."
     title = str(data.get("title", "")).strip()
-    return f"{title}\n{text}" if title and not text.startswith(title) else text
+    # Extractors often open with the title already ("# Title" in markdown): no doubling.
+    starts_with_title = text.lstrip("# ").startswith(title)
+    return f"{title}\n{text}" if title and not starts_with_title else text

@@ -110,8 +110,8 @@ def pack_cmd(path: Path, dest: Path) -> None:
     """Write the store as one portable file DEST (deterministic bytes)."""
     with Store(path, create=False) as st:
         r = pack(st, dest)
-    _console().print(f"packed {r.entries} entries, {r.blobs} blobs into {r.path} "
-                     f"({r.bytes:,} bytes); manifest sha256 {r.manifest_sha256}")
+    click.echo(f"packed {r.entries} entries, {r.blobs} blobs into {r.path} ({r.bytes:,} bytes)")
+    click.echo(f"manifest sha256 {r.manifest_sha256}")
 
 
 @store.command("unpack")
@@ -123,7 +123,7 @@ def unpack_cmd(src: Path, path: Path, overwrite: bool) -> None:
     read_manifest(src)  # fail on a bad pack before creating anything
     with Store(path) as st:
         r = unpack(src, st, overwrite=overwrite)
-    _console().print(
+    click.echo(
         f"{r.entries_added} entries added, {r.entries_same} already present, "
         f"{r.entries_conflicting} kept ours (differing), {r.entries_replaced} replaced; "
         f"{r.blobs_added} blobs added, {r.blobs_present} already present")

@@ -1,0 +1,221 @@
+"""Live ``web_search`` backends: Serper, Tavily, Brave, SearXNG and a Search-R1 retrieval server.
+
+Each asks its provider, keeps the provider's JSON as ``raw`` (so a renderer change never needs a
+re-recording) and normalises the hits, in the provider's order, to ``{title, url, snippet,
+position}`` plus ``date``/``score`` where given. Credentials live only in request headers and in
+``secrets`` (which the Recorder scrubs from anything stored); they never enter ``data``.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from .._canonical import SEARCH
+from .._errors import MissingCredentialError
+from ._base import Response, require_env, search_data
+from ._http import HttpClient, RetryPolicy
+
+__all__ = ["BraveSearch", "RetrievalSearch", "SearxngSearch", "SerperSearch", "TavilySearch"]
+
+_TAG = re.compile(r"<[^>]+>")
+_SNIPPET_WORDS = 60
+
+
+def _text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _strip_html(value: Any) -> str:
+    """Brave and SearXNG mark matched words with ``<strong>``; the model wants plain text."""
+    return " ".join(html.unescape(_TAG.sub("", _text(value))).split())
+
+
+def _hit(title: Any, url: Any, snippet: Any, **extra: Any) -> dict[str, Any]:
+    hit: dict[str, Any] = {"title": _text(title), "url": _text(url), "snippet": _text(snippet)}
+    hit.update({k: v for k, v in extra.items() if v is not None and v != ""})
+    return hit
+
+
+class _ProviderSearch:
+    """Shared wiring: key from the constructor or env, base URL from constructor/env/default."""
+
+    name: str
+    tool: str = SEARCH
+    key_env: ClassVar[str | None] = None
+    base_env: ClassVar[str]
+    default_base: ClassVar[str | None]
+    max_num: ClassVar[int] = 100
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float = 20.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+    ) -> None:
+        self._key = require_env(self.name, self.key_env, api_key) if self.key_env else None
+        base = base_url or os.environ.get(self.base_env) or self.default_base
+        if not base:
+            err = MissingCredentialError(self.name, self.base_env)
+            err.message = (
+                f"the {self.name} backend needs a base URL, but {self.base_env} is not set"
+            )
+            err.hint = f"export {self.base_env}=http://host:port , or pass base_url=..."
+            err.args = (err.message,)
+            raise err
+        self.base_url = base.rstrip("/")
+        policy = RetryPolicy(timeout=timeout, retries=retries, backoff=backoff)
+        self._http = HttpClient(self.name, policy, auth_env=self.key_env, secrets=self.secrets)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (self._key,) if self._key else ()
+
+    async def handle(self, args: Mapping[str, Any]) -> Response:
+        query = str(args["query"])
+        num = int(args.get("num_results", 5))
+        raw = await self._search(query, max(1, min(num, self.max_num)))
+        hits = self._hits(raw)[:num]
+        for i, hit in enumerate(hits, start=1):
+            hit["position"] = i
+        return Response(search_data(hits, raw=raw))
+
+    async def _search(self, query: str, num: int) -> Any:
+        raise NotImplementedError
+
+    def _hits(self, raw: Any) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    @staticmethod
+    def _list(raw: Any, *path: str) -> list[Mapping[str, Any]]:
+        """``raw[path...]`` as a list of objects, tolerating missing or odd fields."""
+        node = raw
+        for p in path:
+            node = node.get(p) if isinstance(node, Mapping) else None
+        return [x for x in node if isinstance(x, Mapping)] if isinstance(node, list) else []
+
+
+class SerperSearch(_ProviderSearch):
+    """Google results via serper.dev, the provider the CIR demo used. ``answerBox`` and
+    ``knowledgeGraph`` stay in ``raw`` only."""
+
+    name = "serper"
+    key_env = "SERPER_API_KEY"
+    base_env = "SERPER_BASE_URL"
+    default_base = "https://google.serper.dev"
+
+    async def _search(self, query: str, num: int) -> Any:
+        assert self._key is not None
+        got = await self._http.request(
+            "POST", f"{self.base_url}/search", json_body={"q": query, "num": num},
+            headers={"X-API-KEY": self._key, "Content-Type": "application/json"},
+        )
+        return self._http.parse_json(got)
+
+    def _hits(self, raw: Any) -> list[dict[str, Any]]:
+        return [_hit(o.get("title"), o.get("link"), o.get("snippet"), date=o.get("date"))
+                for o in self._list(raw, "organic")]
+
+
+class TavilySearch(_ProviderSearch):
+    """Tavily's search API (Bearer key); its relevance ``score`` is kept."""
+
+    name = "tavily"
+    key_env = "TAVILY_API_KEY"
+    base_env = "TAVILY_BASE_URL"
+    default_base = "https://api.tavily.com"
+    max_num = 20
+
+    async def _search(self, query: str, num: int) -> Any:
+        assert self._key is not None
+        got = await self._http.request(
+            "POST", f"{self.base_url}/search", json_body={"query": query, "max_results": num},
+            headers={"Authorization": f"Bearer {self._key}"},
+        )
+        return self._http.parse_json(got)
+
+    def _hits(self, raw: Any) -> list[dict[str, Any]]:
+        return [_hit(r.get("title"), r.get("url"), r.get("content"),
+                     date=r.get("published_date"), score=r.get("score"))
+                for r in self._list(raw, "results")]
+
+
+class BraveSearch(_ProviderSearch):
+    """Brave Search API (``X-Subscription-Token``); it answers at most 20 hits per request."""
+
+    name = "brave"
+    key_env = "BRAVE_API_KEY"
+    base_env = "BRAVE_BASE_URL"
+    default_base = "https://api.search.brave.com"
+    max_num = 20
+
+    async def _search(self, query: str, num: int) -> Any:
+        assert self._key is not None
+        got = await self._http.request(
+            "GET", f"{self.base_url}/res/v1/web/search", params={"q": query, "count": num},
+            headers={"X-Subscription-Token": self._key, "Accept": "application/json"},
+        )
+        return self._http.parse_json(got, "GET")
+
+    def _hits(self, raw: Any) -> list[dict[str, Any]]:
+        return [_hit(_strip_html(r.get("title")), r.get("url"), _strip_html(r.get("description")),
+                     date=r.get("page_age") or r.get("age"))
+                for r in self._list(raw, "web", "results")]
+
+
+class SearxngSearch(_ProviderSearch):
+    """A SearXNG instance (no key; its ``json`` format must be enabled in settings.yml)."""
+
+    name = "searxng"
+    base_env = "SEARXNG_URL"
+    default_base = None
+
+    async def _search(self, query: str, num: int) -> Any:
+        got = await self._http.request(
+            "GET", f"{self.base_url}/search", params={"q": query, "format": "json"},
+            headers={"Accept": "application/json"},
+        )
+        return self._http.parse_json(got, "GET")
+
+    def _hits(self, raw: Any) -> list[dict[str, Any]]:
+        return [_hit(_strip_html(r.get("title")), r.get("url"), _strip_html(r.get("content")),
+                     date=r.get("publishedDate"), score=r.get("score"))
+                for r in self._list(raw, "results")]
+
+
+class RetrievalSearch(_ProviderSearch):
+    """A Search-R1 style retrieval server over a local corpus: ``contents`` is a title line then
+    the text, so the title is the first line and the snippet the first words of the rest."""
+
+    name = "retrieval"
+    base_env = "RETRIEVAL_URL"
+    default_base = "http://127.0.0.1:8000"
+
+    async def _search(self, query: str, num: int) -> Any:
+        got = await self._http.request(
+            "POST", f"{self.base_url}/retrieve",
+            json_body={"queries": [query], "topk": num, "return_scores": True},
+        )
+        return self._http.parse_json(got)
+
+    def _hits(self, raw: Any) -> list[dict[str, Any]]:
+        result = raw.get("result") if isinstance(raw, Mapping) else None
+        first = result[0] if isinstance(result, list) and result else []
+        hits = []
+        for item in first if isinstance(first, list) else []:
+            if not isinstance(item, Mapping):
+                continue
+            doc = item.get("document", item)
+            doc = doc if isinstance(doc, Mapping) else {}
+            title, _, rest = _text(doc.get("contents")).partition("\n")
+            title = title.strip().strip('"').strip()
+            snippet = " ".join(rest.split()[:_SNIPPET_WORDS])
+            url = _text(doc.get("url")) or f"corpus://{doc.get('id', '')}"
+            hits.append(_hit(title, url, snippet, score=item.get("score")))
+        return hits
