@@ -13,6 +13,7 @@ from .. import __version__
 from ._record import record
 from ._store import store
 from ._tools import tools
+from ._validate import validate
 
 __all__ = ["cli", "main"]
 
@@ -43,6 +44,7 @@ def cli() -> None:
 cli.add_command(tools)
 cli.add_command(record)
 cli.add_command(store)
+cli.add_command(validate)
 
 
 def main() -> None:

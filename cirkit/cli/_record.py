@@ -29,7 +29,7 @@ def read_calls(path: Path, *, num_results: int) -> list[tuple[str, dict[str, Any
                 continue
             try:
                 obj = json.loads(line)
-            except ValueError as e:
+            except json.JSONDecodeError as e:
                 problems.append(f"line {n}: not JSON ({e.msg})")
                 continue
             if not isinstance(obj, dict):

@@ -1,0 +1,51 @@
+"""Fixtures for the cirkit tests: a tiny byte-level BPE tokenizer built on the spot.
+
+No model hub is reachable from the tests, so a real ``tokenizer.json`` is trained in memory on
+a few sentences. Byte-level BPE behaves like Qwen's tokenizer where it matters: any string
+round-trips, and a cut can fall inside a multi-byte character.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cirkit._observation import Tokenizer, load_tokenizer
+
+_CORPUS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "print(web_search('capital of France', num_result=3))",
+    "print(web_visit('https://en.wikipedia.org/wiki/Paris'))",
+    "Index: 1\nURL: https://example.org/page\nTitle: Example\nPreview: an example page\n",
+    "Paris is the capital and largest city of France.",
+    "Traceback (most recent call last):\n  File \"<string>\", line 1, in <module>\n",
+    "NameError: name 'x' is not defined",
+    "Zürich, São Paulo, Kraków, 東京, Москва",
+] * 20
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<think>", "</think>", "<start_code>", "<end_code>"]
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Path of a freshly trained byte-level BPE ``tokenizer.json`` (vocabulary ~500)."""
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import decoders, models, pre_tokenizers, trainers
+
+    tok = HFTokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=500, special_tokens=SPECIAL_TOKENS, show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(_CORPUS, trainer)
+    path = tmp_path_factory.mktemp("tiny-tokenizer") / "tokenizer.json"
+    tok.save(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_tokenizer_path: Path) -> Tokenizer:
+    """The tiny tokenizer, loaded through ``load_tokenizer``."""
+    return load_tokenizer(tiny_tokenizer_path)
