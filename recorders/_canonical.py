@@ -15,11 +15,14 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
+import orjson
+
 __all__ = [
     "SEARCH",
     "TOOLS",
     "VISIT",
     "canonical_json",
+    "json_loads",
     "make_key",
     "normalise_args",
     "normalise_query",
@@ -47,12 +50,24 @@ _SECRET_PARAMS = re.compile(
 )
 REDACTED = "REDACTED"
 
+# One encoder, built once: json.dumps with non-default options builds a new one on every call.
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+)
+
 
 def canonical_json(obj: Any) -> bytes:
     """The one byte form of a JSON value: sorted keys, UTF-8, no whitespace."""
-    return json.dumps(
-        obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False
-    ).encode("utf-8")
+    return _CANONICAL.encode(obj).encode("utf-8")
+
+
+def json_loads(data: bytes | str) -> Any:
+    """Parse JSON on the replay hot path: orjson is ~3x faster than json; the few valid
+    documents it refuses (integers over 64 bits) go to json, which gives the same objects."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
 
 
 def sha256_hex(data: bytes) -> str:

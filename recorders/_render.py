@@ -47,17 +47,17 @@ def render(
 def _render_search(data: Mapping[str, Any], num: int, opts: RenderOptions) -> str:
     if "error" in data:
         return f"Search failed: {data['error']}"
-    hits = [
-        h for h in data.get("results", [])
-        if not (opts.drop_huggingface and "huggingface" in str(h.get("url", "")).lower())
-    ][:num]
-    if not hits:
-        return "No results found."
-    return "".join(
-        f"\nIndex: {i}\nURL: {h.get('url', '')}\nTitle: {h.get('title', '')}\n"
-        f"Preview: {h.get('snippet', '')}\n"
-        for i, h in enumerate(hits, start=1)
-    )
+    drop = opts.drop_huggingface
+    out: list[str] = []
+    for h in data.get("results", ()):
+        url = h.get("url", "")
+        if drop and "huggingface" in str(url).lower():
+            continue
+        if len(out) == num:
+            break
+        out.append(f"\nIndex: {len(out) + 1}\nURL: {url}\nTitle: {h.get('title', '')}\n"
+                   f"Preview: {h.get('snippet', '')}\n")
+    return "".join(out) if out else "No results found."
 
 
 def clean_page_text(text: str, max_words: int) -> str:

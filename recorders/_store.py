@@ -24,7 +24,7 @@ import diskcache
 from filelock import FileLock
 
 from ._blobs import BlobStore
-from ._canonical import canonical_json
+from ._canonical import canonical_json, json_loads
 from ._errors import BlobCorruptError, StoreError
 
 __all__ = ["ENTRY_VERSION", "STORE_VERSION", "Entry", "Near", "Store", "StoreInfo", "VerifyReport"]
@@ -48,7 +48,7 @@ class _JSONDisk(diskcache.Disk):  # type: ignore[misc]
         return super().store(json.dumps(value, sort_keys=True, ensure_ascii=False), read, key)
 
     def fetch(self, mode: int, filename: str, value: Any, read: bool) -> Any:
-        return json.loads(super().fetch(mode, filename, value, read))
+        return json_loads(super().fetch(mode, filename, value, read))
 
 
 @dataclass(slots=True, frozen=True)

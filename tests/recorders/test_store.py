@@ -103,3 +103,10 @@ def test_verify_counts_leftover_temp_files_and_orphans(tmp_path: Path) -> None:
         (st.blobs.root / "ab" / ".tmp-xyz").write_bytes(b"half")
         r = st.verify()
         assert r.ok and r.unreferenced_blobs == 1 and r.temp_files == 1
+
+
+@pytest.mark.parametrize("size", [0, 1, 65535, 65536, 65537, 3 * 2**20 + 7])
+def test_blobs_of_every_size_read_back_whole(tmp_path: Path, size: int) -> None:
+    data = bytes(i % 251 for i in range(size))
+    with Store(tmp_path) as st:
+        assert st.blobs.get(st.blobs.put(data)) == data
