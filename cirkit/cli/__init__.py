@@ -10,6 +10,7 @@ import click
 from recorders import RecordersError
 
 from .. import __version__
+from ._exec import exec_cmd
 from ._record import record
 from ._store import store
 from ._tools import tools
@@ -45,6 +46,7 @@ cli.add_command(tools)
 cli.add_command(record)
 cli.add_command(store)
 cli.add_command(validate)
+cli.add_command(exec_cmd)
 
 
 def main() -> None:

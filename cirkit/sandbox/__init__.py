@@ -1,0 +1,50 @@
+"""The sandbox: runs one model-written CIR code block the way a rollout needs.
+
+Hostile code is expected: each block runs in a fresh child forked from a pre-started worker,
+with no network (a network namespace, or an audit hook where the kernel refuses one), its own
+uid and temp directory, no inherited environment, and limits on time, CPU, memory, files,
+processes and output. ``web_search``/``web_visit`` inside a block are answered by the parent's
+``tool_handler`` (in practice a ``recorders.Recorder``), so the block holds no key.
+
+The parent-side classes (``Sandbox``, ``Session``) are imported on first use: a worker
+process imports this package too, and must stay small (its size is paid at every fork).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._child import ToolError
+from ._limits import DEFAULT_PRELOAD, GiB, Limits, MiB
+from ._result import REASONS, ExecResult, SandboxError, ToolCall
+
+if TYPE_CHECKING:
+    from ._pool import DEFAULT_UID_BASE, Sandbox
+    from ._session import Session
+
+__all__ = [
+    "DEFAULT_PRELOAD",
+    "DEFAULT_UID_BASE",
+    "REASONS",
+    "ExecResult",
+    "GiB",
+    "Limits",
+    "MiB",
+    "Sandbox",
+    "SandboxError",
+    "Session",
+    "ToolCall",
+    "ToolError",
+]
+
+_LAZY = {"DEFAULT_UID_BASE": "._pool", "Sandbox": "._pool", "Session": "._session"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value

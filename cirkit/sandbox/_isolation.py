@@ -1,0 +1,231 @@
+"""Kernel-level isolation for a worker, set up once when it starts.
+
+A worker tries, in order: a new network namespace (no interface but a downed loopback, so not
+even 127.0.0.1 answers) plus a private mount namespace whose /tmp, /var/tmp and /dev/shm are
+fresh tmpfs mounts (a block cannot leave files for the next one, and its disk use is capped).
+As root it does this directly and runs blocks under a uid of their own; otherwise it tries a
+user namespace. When the kernel refuses, the block gets an audit hook that refuses sockets,
+ctypes and new programs (Python-level only: weaker, and reported as "audit-hook").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import errno
+import fcntl
+import os
+from pathlib import Path
+
+__all__ = [
+    "AUDIT_HOOK",
+    "NETNS",
+    "acquire_uid",
+    "closed_ancestor",
+    "drop_capabilities",
+    "expose",
+    "refresh_tmpfs",
+    "set_no_new_privs",
+    "set_pdeathsig",
+    "set_subreaper",
+    "setup_namespaces",
+    "task_count",
+]
+
+NETNS = "netns"
+AUDIT_HOOK = "audit-hook"
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWNET = 0x40000000
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_PRIVATE = 0x40000
+MNT_DETACH = 0x2
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_CHILD_SUBREAPER = 36
+
+#: The per-block scratch mounts and their mode (world-writable with the sticky bit, as usual).
+TMPFS_MOUNTS = ("/tmp", "/var/tmp", "/dev/shm")
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"{what}: {os.strerror(e)}")
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int,
+           data: str | None) -> None:
+    def enc(s: str | None) -> bytes | None:
+        return s.encode() if s is not None else None
+
+    _check(_libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags),
+                       enc(data)), f"mount {target}")
+
+
+def _mount_tmpfs(target: str, size: int) -> None:
+    _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=1777")
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def setup_namespaces(*, want_netns: bool, disk_bytes: int) -> set[str]:
+    """Enter new namespaces for this worker; returns the features now in force
+    (``netns``, ``mountns``, ``userns``). Never raises: what fails is simply absent.
+    ``want_netns=False`` forces the audit-hook fallback but keeps the private mounts."""
+    features: set[str] = set()
+    net = CLONE_NEWNET if want_netns else 0
+    if os.geteuid() != 0:
+        uid, gid = os.geteuid(), os.getegid()
+        if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | net) != 0:
+            return features
+        try:
+            _write("/proc/self/setgroups", "deny")
+            _write("/proc/self/uid_map", f"0 {uid} 1")
+            _write("/proc/self/gid_map", f"0 {gid} 1")
+        except OSError:
+            pass
+        features.add("userns")
+    elif _libc.unshare(CLONE_NEWNS | net) != 0:
+        if not net or _libc.unshare(net) != 0:
+            return features
+        return {NETNS}
+    if net:
+        features.add(NETNS)
+    try:
+        _mount(None, "/", None, MS_REC | MS_PRIVATE, None)
+        for target in TMPFS_MOUNTS:
+            if os.path.isdir(target):
+                _mount_tmpfs(target, disk_bytes)
+        features.add("mountns")
+    except OSError:
+        pass
+    return features
+
+
+def refresh_tmpfs(disk_bytes: int) -> None:
+    """Replace the scratch mounts by empty ones: O(1) whatever the block left behind."""
+    for target in TMPFS_MOUNTS:
+        if not os.path.isdir(target):
+            continue
+        with os.scandir(target) as it:
+            if next(it, None) is None:
+                continue
+        _check(_libc.umount2(target.encode(), MNT_DETACH), f"umount {target}")
+        _mount_tmpfs(target, disk_bytes)
+
+
+def closed_ancestor(path: str) -> str | None:
+    """The first directory on ``path`` that other users may not traverse, if any."""
+    cur = "/"
+    for part in Path(path).parts[1:]:
+        cur = os.path.join(cur, part)
+        with contextlib.suppress(OSError):
+            if not os.stat(cur).st_mode & 0o001:
+                return cur
+    return None
+
+
+def expose(paths: list[str]) -> list[str]:
+    """Let other uids reach ``paths`` (the interpreter, its libraries) where an ancestor is
+    closed to them, e.g. a Python installed under /root (mode 0700): in this worker's private
+    mount namespace the closed directory is covered by an empty tmpfs and only ``paths`` are
+    bound back into it. Everything else in it stays hidden. Returns the covered directories."""
+    closed: dict[str, set[str]] = {}
+    for p in {os.path.realpath(p) for p in paths if p and os.path.isdir(p)}:
+        d = closed_ancestor(p)
+        if d is not None and d != p:
+            closed.setdefault(d, set()).add(p)
+    for d, subs in closed.items():
+        keep = [s for s in sorted(subs) if not any(s.startswith(o + "/") for o in subs)]
+        fds = [(s, os.open(s, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)) for s in keep]
+        try:
+            _mount("tmpfs", d, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
+            for s, fd in fds:
+                os.makedirs(s, mode=0o755, exist_ok=True)
+                _mount(f"/proc/self/fd/{fd}", s, None, MS_BIND | MS_REC, None)
+        finally:
+            for _, fd in fds:
+                os.close(fd)
+    return sorted(closed)
+
+
+def acquire_uid(base: int, count: int, lock_dir: Path) -> tuple[int, int]:
+    """A uid in ``[base, base+count)`` that no other live worker on this machine holds.
+
+    Held by an flock on ``lock_dir/<uid>`` for the worker's lifetime (released when it dies),
+    so two sandboxes never share a uid: a block's processes are then exactly that uid's.
+    """
+    lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for uid in range(base, base + count):
+        fd = os.open(lock_dir / str(uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                continue
+            raise
+        return uid, fd
+    raise RuntimeError(f"all {count} sandbox uids from {base} are in use")
+
+
+def set_subreaper() -> None:
+    """Orphans of a block become this worker's children, so it can find and reap them all."""
+    _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def set_pdeathsig(sig: int) -> None:
+    _libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+
+
+def set_no_new_privs() -> None:
+    """No setuid program can give the block privileges back; also keeps it dumpable."""
+    _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    _libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = (("version", ctypes.c_uint32), ("pid", ctypes.c_int))
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = (("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32))
+
+
+def drop_capabilities() -> None:
+    """Clear every capability (used where the block keeps uid 0 of a user namespace)."""
+    header = _CapHeader(0x20080522, 0)
+    data = (_CapData * 2)()
+    _check(_libc.capset(ctypes.byref(header), data), "capset")
+
+
+def task_count(uid: int) -> int:
+    """How many tasks (threads included) ``uid`` runs: RLIMIT_NPROC counts them all."""
+    n = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            owner = None
+            threads = 1
+            for line in Path(entry.path, "status").read_text().splitlines():
+                if line.startswith("Uid:"):
+                    owner = int(line.split()[1])
+                elif line.startswith("Threads:"):
+                    threads = int(line.split()[1])
+            if owner == uid:
+                n += threads
+    return n
