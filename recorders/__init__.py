@@ -4,7 +4,15 @@ It knows nothing about CIR (it never imports ``cirkit``): a Store of content-add
 Recorder that serves ``web_search``/``web_visit`` through it in a Mode, and the backends.
 """
 
-from ._canonical import SEARCH, VISIT, canonical_json, make_key, normalise_query, normalise_url
+from ._canonical import (
+    COMPLETION,
+    SEARCH,
+    VISIT,
+    canonical_json,
+    make_key,
+    normalise_query,
+    normalise_url,
+)
 from ._errors import (
     BackendError,
     BlobCorruptError,
@@ -16,12 +24,13 @@ from ._errors import (
 )
 from ._modes import Mode
 from ._pack import PackResult, UnpackResult, pack, read_manifest, unpack
-from ._recorder import Recorder, ToolResult
+from ._recorder import Fetch, Recorder, ToolResult
 from ._render import RENDERER_VERSION, RenderOptions, render
 from ._store import Entry, Store, StoreInfo, VerifyReport
 from .backends import Backend, InMemoryBackend, Response, make_backend
 
 __all__ = [
+    "COMPLETION",
     "RENDERER_VERSION",
     "SEARCH",
     "VISIT",
@@ -29,6 +38,7 @@ __all__ = [
     "BackendError",
     "BlobCorruptError",
     "Entry",
+    "Fetch",
     "InMemoryBackend",
     "MissingCredentialError",
     "Mode",

@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsp
 import orjson
 
 __all__ = [
+    "COMPLETION",
     "SEARCH",
     "TOOLS",
     "VISIT",
@@ -32,7 +33,8 @@ __all__ = [
 
 SEARCH = "web_search"
 VISIT = "web_visit"
-TOOLS = (SEARCH, VISIT)
+COMPLETION = "completion"  # a model completion; its args name the prompt by hash
+TOOLS = (SEARCH, VISIT, COMPLETION)
 
 _WS = re.compile(r"\s+")
 
@@ -122,6 +124,10 @@ def normalise_args(tool: str, args: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(url, str) or not url.strip():
             raise ValueError("web_visit needs a non-empty string 'url'")
         return {"url": normalise_url(url)}
+    if tool == COMPLETION:
+        if not isinstance(args.get("model"), str):
+            raise ValueError("a completion needs a string 'model'")
+        return dict(json_loads(canonical_json(dict(args))))  # a deep, JSON-only copy
     raise ValueError(f"unknown tool {tool!r}; valid tools: {', '.join(TOOLS)}")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +16,9 @@ from ._render import RenderOptions, render
 from ._store import Entry, Store
 from .backends._base import Backend, Response
 
-__all__ = ["Recorder", "ToolResult", "scrub"]
+__all__ = ["Fetch", "Recorder", "ToolResult", "scrub"]
+
+Fetch = Callable[[], Awaitable[Response]]
 
 
 @dataclass(slots=True, frozen=True)
@@ -87,7 +89,43 @@ class Recorder:
         return asyncio.run(self.call(tool, args))
 
     async def call(self, tool: str, args: Mapping[str, Any]) -> ToolResult:
+        """A web tool call, answered by the store or by the tool's backend."""
+        if tool not in self.backends:
+            raise ValueError(f"unknown tool {tool!r}; valid tools: {SEARCH}, {VISIT}")
         key, norm = make_key(tool, args)
+        backend = self.backends[tool]
+
+        async def fetch() -> Response:
+            if backend is None:
+                raise RecordersError(
+                    f"no {tool} backend is configured and the store cannot answer this call",
+                    hint="pass a backend (e.g. --backend local), or record the call first",
+                )
+            # The backend gets the caller's arguments (a URL with its own query intact), only
+            # stripped; the key and the stored args are the normalised ones.
+            live_args = dict(norm)
+            if tool == VISIT:
+                live_args["url"] = str(args["url"]).strip()
+            return await backend.handle(live_args)
+
+        name = backend.name if backend is not None else "none"
+        secrets = backend.secrets if backend is not None else ()
+        return await self._call(tool, key, norm, fetch, name, secrets)
+
+    async def memo(
+        self, tool: str, args: Mapping[str, Any], fetch: Fetch, *, backend: str,
+        secrets: tuple[str, ...] = (),
+    ) -> ToolResult:
+        """Any other outside call through the same store and mode (a model completion):
+        ``args`` name it and make its key, ``fetch`` answers it live. Put a hash in ``args``
+        for inputs too big for a key (a prompt's token ids)."""
+        key, norm = make_key(tool, args)
+        return await self._call(tool, key, norm, fetch, backend, secrets)
+
+    async def _call(
+        self, tool: str, key: str, norm: dict[str, Any], fetch: Fetch, backend: str,
+        secrets: tuple[str, ...],
+    ) -> ToolResult:
         if key not in self._seen:
             self._seen.add(key)
             self.keys_used.append(key)
@@ -102,7 +140,7 @@ class Recorder:
         fut: asyncio.Future[ToolResult] = asyncio.get_running_loop().create_future()
         self._inflight[key] = fut
         try:
-            result = await self._serve(tool, key, norm, args)
+            result = await self._serve(tool, key, norm, fetch, backend, secrets)
         except BaseException as e:
             fut.set_exception(e)
             fut.exception()  # mark retrieved: waiters (if any) re-raise it themselves
@@ -115,7 +153,8 @@ class Recorder:
 
     # -- internals -------------------------------------------------------------------------
     async def _serve(
-        self, tool: str, key: str, norm: dict[str, Any], args: Mapping[str, Any]
+        self, tool: str, key: str, norm: dict[str, Any], fetch: Fetch, backend: str,
+        secrets: tuple[str, ...],
     ) -> ToolResult:
         mode = self.mode
         if mode in (Mode.REPLAY, Mode.AUTO) or (mode is Mode.REWRITE and key in self._rewritten):
@@ -124,25 +163,14 @@ class Recorder:
                 return hit
             if mode is Mode.REPLAY:
                 raise self._miss(tool, key, norm)
-        backend = self.backends[tool]
-        if backend is None:
-            raise RecordersError(
-                f"no {tool} backend is configured and the store cannot answer this call",
-                hint="pass a backend (e.g. --backend local), or record the call first",
-            )
-        # The backend gets the caller's arguments (a URL with its own query intact), only
-        # stripped; the key and the stored args are the normalised ones.
-        live_args = dict(norm)
-        if tool == VISIT:
-            live_args["url"] = str(args["url"]).strip()
         started = time.perf_counter()
-        resp = await backend.handle(live_args)
+        resp = await fetch()
         latency_ms = round((time.perf_counter() - started) * 1000.0, 3)
         if mode is Mode.OFF:
             self.counts["live"] += 1
-            return self._result(tool, key, norm, resp.data, resp.status, backend.name, False)
+            return self._result(tool, key, norm, resp.data, resp.status, backend, False)
         assert self.store is not None
-        self._record(key, tool, norm, resp, backend, latency_ms)
+        self._record(key, tool, norm, resp, backend, secrets, latency_ms)
         if mode is Mode.REWRITE:
             self._rewritten.add(key)
         self.counts["recorded"] += 1
@@ -153,15 +181,14 @@ class Recorder:
                           hit.backend, from_store=False)
 
     def _record(
-        self, key: str, tool: str, norm: dict[str, Any], resp: Response, backend: Backend,
-        latency_ms: float,
+        self, key: str, tool: str, norm: dict[str, Any], resp: Response, backend: str,
+        secrets: tuple[str, ...], latency_ms: float,
     ) -> None:
         assert self.store is not None
-        secrets = backend.secrets
         refs = tuple(self.store.blobs.put(scrub(b, secrets)) for b in resp.extra_blobs)
         envelope = {"version": 1, "tool": tool, "data": resp.data}
         blob = self.store.blobs.put(scrub(canonical_json(envelope), secrets))
-        entry = Entry(blob=blob, tool=tool, args=norm, backend=backend.name,
+        entry = Entry(blob=blob, tool=tool, args=norm, backend=backend,
                       recorded_at=round(self._clock(), 3), latency_ms=latency_ms,
                       status=resp.status, refs=refs)
         self.store.put_entry(key, entry)
@@ -183,7 +210,10 @@ class Recorder:
         self, tool: str, key: str, norm: dict[str, Any], data: dict[str, Any], status: str,
         backend: str, from_store: bool,
     ) -> ToolResult:
-        text = render(tool, data, norm, self.render_options)
+        if tool in (SEARCH, VISIT):
+            text = render(tool, data, norm, self.render_options)
+        else:
+            text = str(data.get("text", ""))
         return ToolResult(tool, norm, key, text, data, status, backend, from_store)
 
     def _miss(self, tool: str, key: str, norm: dict[str, Any]) -> ReplayMissError:

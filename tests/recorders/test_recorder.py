@@ -151,3 +151,24 @@ async def test_echoed_secrets_are_scrubbed_before_storing(store: Store, tmp_path
 async def test_backend_for_the_wrong_tool_is_refused(store: Store) -> None:
     with pytest.raises(ValueError, match="answers web_visit"):
         Recorder(store, search=InMemoryBackend("web_visit", {}))  # type: ignore[arg-type]
+
+
+async def test_memo_records_any_call_named_by_its_args(store: Store) -> None:
+    """Model completions go through the same store and modes; a hash stands for the prompt."""
+    asked = {"n": 0}
+
+    async def fetch() -> Response:
+        asked["n"] += 1
+        return Response({"text": " Paris.", "token_ids": [11, 12], "finish_reason": "stop"})
+
+    args = {"model": "tiny", "prompt_sha256": "ab" * 32, "sampling": {"seed": 3}}
+    live = await rec(store, "auto").memo("completion", args, fetch, backend="vllm")
+    again = await rec(store, "replay").memo("completion", dict(reversed(args.items())), fetch,
+                                            backend="vllm")
+    assert asked["n"] == 1 and not live.from_store and again.from_store
+    assert again.text == " Paris." and again.data["token_ids"] == [11, 12]
+    with pytest.raises(ReplayMissError, match="differs in: sampling"):
+        await rec(store, "replay").memo("completion", {**args, "sampling": {"seed": 4}}, fetch,
+                                        backend="vllm")
+    with pytest.raises(ValueError, match="unknown tool"):
+        await rec(store, "auto").call("completion", args)
