@@ -6,6 +6,7 @@ Recorder that serves ``web_search``/``web_visit`` through it in a Mode, and the 
 
 from ._canonical import (
     COMPLETION,
+    EXECUTION,
     SEARCH,
     VISIT,
     canonical_json,
@@ -31,6 +32,7 @@ from .backends import Backend, InMemoryBackend, Response, make_backend
 
 __all__ = [
     "COMPLETION",
+    "EXECUTION",
     "RENDERER_VERSION",
     "SEARCH",
     "VISIT",

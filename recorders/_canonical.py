@@ -19,6 +19,7 @@ import orjson
 
 __all__ = [
     "COMPLETION",
+    "EXECUTION",
     "SEARCH",
     "TOOLS",
     "VISIT",
@@ -34,7 +35,8 @@ __all__ = [
 SEARCH = "web_search"
 VISIT = "web_visit"
 COMPLETION = "completion"  # a model completion; its args name the prompt by hash
-TOOLS = (SEARCH, VISIT, COMPLETION)
+EXECUTION = "code_exec"  # a code block's run, so a replayed rollout is bit-identical
+TOOLS = (SEARCH, VISIT, COMPLETION, EXECUTION)
 
 _WS = re.compile(r"\s+")
 
@@ -128,6 +130,10 @@ def normalise_args(tool: str, args: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(args.get("model"), str):
             raise ValueError("a completion needs a string 'model'")
         return dict(json_loads(canonical_json(dict(args))))  # a deep, JSON-only copy
+    if tool == EXECUTION:
+        if not isinstance(args.get("code"), str):
+            raise ValueError("a code execution needs a string 'code'")
+        return dict(json_loads(canonical_json(dict(args))))
     raise ValueError(f"unknown tool {tool!r}; valid tools: {', '.join(TOOLS)}")
 
 

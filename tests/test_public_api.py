@@ -6,8 +6,8 @@ import recorders.backends
 
 def test_recorders_public_names() -> None:
     assert sorted(recorders.__all__) == sorted([
-        "COMPLETION", "Fetch", "RENDERER_VERSION", "SEARCH", "VISIT", "Backend", "BackendError",
-        "BlobCorruptError",
+        "COMPLETION", "EXECUTION", "Fetch", "RENDERER_VERSION", "SEARCH", "VISIT", "Backend",
+        "BackendError", "BlobCorruptError",
         "Entry", "InMemoryBackend", "MissingCredentialError", "Mode", "PackError", "PackResult",
         "Recorder", "RecordersError", "RenderOptions", "ReplayMissError", "Response", "Store",
         "StoreError", "StoreInfo", "ToolResult", "UnpackResult", "VerifyReport",

@@ -56,5 +56,5 @@ def test_bad_search_args_are_rejected(args: dict[str, object]) -> None:
 
 
 def test_unknown_tool_lists_the_valid_ones() -> None:
-    with pytest.raises(ValueError, match="web_search, web_visit, completion"):
+    with pytest.raises(ValueError, match="web_search, web_visit, completion, code_exec"):
         make_key("web_fetch", {"url": "x"})

@@ -1,0 +1,32 @@
+"""CIR rollouts: token-in/token-out generation, code blocks run in the sandbox, observations
+masked, everything outside (completions, tool calls, code runs) through the store."""
+
+from ._chat import ChatTokenizer
+from ._engine import (
+    RolloutConfig,
+    RolloutLimits,
+    derive_seed,
+    exec_runner,
+    run_rollout,
+    trajectory_id,
+)
+from ._questions import Question, load_questions
+from ._run import RunStats, run_all
+from ._writer import ROLLOUT_FORMAT_VERSION, RolloutWriter, read_trajectories
+
+__all__ = [
+    "ROLLOUT_FORMAT_VERSION",
+    "ChatTokenizer",
+    "Question",
+    "RolloutConfig",
+    "RolloutLimits",
+    "RolloutWriter",
+    "RunStats",
+    "derive_seed",
+    "exec_runner",
+    "load_questions",
+    "read_trajectories",
+    "run_all",
+    "run_rollout",
+    "trajectory_id",
+]
