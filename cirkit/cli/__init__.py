@@ -12,6 +12,7 @@ from recorders import RecordersError
 from .. import __version__
 from ._exec import exec_cmd
 from ._record import record
+from ._rollout import rollout
 from ._store import store
 from ._tools import tools
 from ._validate import validate
@@ -47,6 +48,7 @@ cli.add_command(record)
 cli.add_command(store)
 cli.add_command(validate)
 cli.add_command(exec_cmd)
+cli.add_command(rollout)
 
 
 def main() -> None:

@@ -5,7 +5,6 @@ from ._chat import ChatTokenizer
 from ._engine import (
     RolloutConfig,
     RolloutLimits,
-    derive_seed,
     exec_runner,
     run_rollout,
     trajectory_id,
@@ -22,7 +21,6 @@ __all__ = [
     "RolloutLimits",
     "RolloutWriter",
     "RunStats",
-    "derive_seed",
     "exec_runner",
     "load_questions",
     "read_trajectories",

@@ -17,12 +17,13 @@ from recorders import EXECUTION, Recorder, Response
 from .._format import END_CODE, STOP, final_answer, pending_code
 from .._observation import make_observation
 from .._prompts import PromptTemplate, render_messages
+from ..llm._client import derive_seed
 from ..llm._types import CompletionClient, Sampling
 from ._chat import ChatTokenizer
 from ._questions import Question
 
 __all__ = [
-    "RolloutConfig", "RolloutLimits", "Runner", "derive_seed", "exec_runner", "run_rollout",
+    "RolloutConfig", "RolloutLimits", "Runner", "exec_runner", "run_rollout",
     "trajectory_id",
 ]
 
@@ -57,13 +58,6 @@ class RolloutConfig:
         from .._prompts import BUILTIN_TEMPLATE
 
         return (self.template or BUILTIN_TEMPLATE).sha256
-
-
-def derive_seed(base_seed: int, question_id: str, sample_index: int, turn: int = 0) -> int:
-    """A per-request seed from (base seed, question, sample, turn): sha256, not ``hash()``,
-    so it is the same in every process; 31 bits so every server takes it."""
-    h = hashlib.sha256(f"{base_seed}\x00{question_id}\x00{sample_index}\x00{turn}".encode())
-    return int.from_bytes(h.digest()[:4], "big") & 0x7FFFFFFF
 
 
 def trajectory_id(question_id: str, sample_index: int, base_seed: int) -> str:

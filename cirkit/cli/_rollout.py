@@ -1,0 +1,152 @@
+"""``cirkit rollout questions.jsonl``: concurrent CIR rollouts, every outside call in a store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from recorders import Mode, Recorder, RecordersError
+
+from ._options import backend_option, build_recorder, corpus_option, store_option
+
+__all__ = ["rollout"]
+
+
+def _mode(ctx: click.Context, param: click.Parameter, value: str) -> Mode:
+    try:
+        return Mode.parse(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+@click.command()
+@click.argument("questions", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Output directory (a rerun into it skips finished rollouts).")
+@click.option("--model", required=True, help="Model name as the server serves it.")
+@click.option("--base-url", "base_urls", multiple=True,
+              help="OpenAI-compatible server URL (repeat to spread requests over several).")
+@click.option("--tokenizer", default=None,
+              help="Local model directory with the tokenizer and chat template [default: MODEL].")
+@click.option("--samples", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option("--seed", default=0, show_default=True,
+              help="Base seed; each request derives its own.")
+@click.option("--temperature", default=1.0, show_default=True)
+@click.option("--top-p", default=1.0, show_default=True)
+@click.option("--top-k", default=-1, show_default=True)
+@click.option("--max-tokens", default=16384, show_default=True, help="Per request.")
+@click.option("--max-code-blocks", default=32, show_default=True)
+@click.option("--max-observation-tokens", default=3000, show_default=True)
+@click.option("--max-response-tokens", default=16384, show_default=True)
+@click.option("--max-total-tokens", default=32768, show_default=True)
+@click.option("--date", default="2025-08-01", show_default=True,
+              help="The date the system prompt states (an input, never the clock).")
+@click.option("--dialect", type=click.Choice(["card", "demo"]), default="card", show_default=True)
+@click.option("--template", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="System prompt template file [default: built-in].")
+@click.option("--demo-error-hint", is_flag=True,
+              help="Replace a failed block's output by the demo's fixed hint.")
+@store_option
+@click.option("--tools-mode", default="auto", show_default=True, callback=_mode,
+              help="Mode for web tools and code runs.")
+@click.option("--llm-mode", default="auto", show_default=True, callback=_mode,
+              help="Mode for model completions (replay needs no server).")
+@backend_option("web_search")
+@backend_option("web_visit", flag="--visit-backend")
+@corpus_option
+@click.option("-j", "--concurrency", default=32, show_default=True, type=click.IntRange(1))
+@click.option("--workers", default=None, type=click.IntRange(1),
+              help="Sandbox workers (blocks running at once) [default: CPUs + 1].")
+@click.option("--block-timeout", default=10.0, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "parquet"]), default="jsonl",
+              show_default=True)
+@click.option("--shard-size", default=1000, show_default=True, type=click.IntRange(1))
+def rollout(questions: Path, out: Path, model: str, base_urls: tuple[str, ...],
+            tokenizer: str | None, samples: int, seed: int, temperature: float, top_p: float,
+            top_k: int, max_tokens: int, max_code_blocks: int, max_observation_tokens: int,
+            max_response_tokens: int, max_total_tokens: int, date: str, dialect: str,
+            template: Path | None, demo_error_hint: bool, store: Path | None, tools_mode: Mode,
+            llm_mode: Mode, search_backend: str, visit_backend: str, corpus: Path | None,
+            concurrency: int, workers: int | None, block_timeout: float, fmt: str,
+            shard_size: int) -> None:
+    """Run SAMPLES rollouts per question of QUESTIONS (JSONL/CSV/parquet) into --out.
+
+    With --tools-mode replay --llm-mode replay a run needs no server and no network, and gives
+    byte-identical output."""
+    from .._prompts import PromptTemplate
+    from ..llm import OpenAICompletionClient
+    from ..llm._types import Sampling
+    from ..rollout import (
+        ChatTokenizer,
+        RolloutConfig,
+        RolloutLimits,
+        RolloutWriter,
+        exec_runner,
+        load_questions,
+        run_all,
+    )
+    from ..sandbox import Limits, Sandbox
+
+    if store is None and (tools_mode is not Mode.OFF or llm_mode is not Mode.OFF):
+        raise click.UsageError("give --store DIR (or use --tools-mode off --llm-mode off)")
+    if llm_mode is not Mode.REPLAY and not base_urls:
+        raise click.UsageError("give --base-url (a server), or --llm-mode replay")
+    qs = load_questions(questions)
+    tok = ChatTokenizer(tokenizer or model)
+    cfg = RolloutConfig(
+        model=model, date=date, dialect=dialect,
+        template=PromptTemplate.from_file(template) if template else None,
+        sampling=Sampling(temperature=temperature, top_p=top_p, top_k=top_k, seed=seed,
+                          max_tokens=max_tokens),
+        limits=RolloutLimits(max_code_blocks, max_observation_tokens, max_response_tokens,
+                             max_total_tokens),
+        demo_error_hint=demo_error_hint, block_timeout=block_timeout)
+    tools = build_recorder(store=store, mode=tools_mode, search_backend=search_backend,
+                           visit_backend=visit_backend, corpus=corpus)
+    llm_rec = Recorder(tools.store, mode=llm_mode)
+    writer = RolloutWriter(out, shard_size=shard_size, fmt=fmt)
+    console = Console(stderr=True)
+    limits = Limits(wall_time_s=block_timeout)
+    fingerprint = {"version": 1, "wall_time_s": block_timeout, "memory_bytes":
+                   limits.memory_bytes, "persistent": False}
+
+    async def main() -> Any:
+        async with Sandbox(workers=workers, limits=limits, tool_handler=tools.call) as sb, \
+                OpenAICompletionClient(list(base_urls), model, recorder=llm_rec) as client:
+            runner = exec_runner(tools, sb.run, fingerprint=fingerprint)
+            return await run_all(qs, samples=samples, cfg=cfg, tok=tok, client=client,
+                                 runner=runner, writer=writer, concurrency=concurrency,
+                                 console=console)
+
+    try:
+        stats = asyncio.run(main())
+    finally:
+        writer.close()
+        if tools.store is not None:
+            tools.store.close()
+    manifest = writer.finalize({q.id: i for i, q in enumerate(qs)}, config={
+        "model": model, "samples": samples, "sampling": cfg.sampling.to_json(),
+        "limits": {"max_code_blocks": max_code_blocks, "max_observation_tokens":
+                   max_observation_tokens, "max_response_tokens": max_response_tokens,
+                   "max_total_tokens": max_total_tokens},
+        "date": date, "dialect": dialect, "prompt_template_sha256": cfg.template_sha256(),
+        "questions": questions.name})
+    el = max(stats.seconds, 1e-9)
+    console.print(f"{stats.done} rollouts in {stats.seconds:.1f} s ({stats.done / el:.2f}/s, "
+                  f"{stats.generated_tokens / el:.0f} generated tok/s); {stats.skipped} "
+                  f"already done; {manifest['trajectories']} in {out}")
+    console.print("finish reasons: " + json.dumps(manifest["finish_reasons"]), markup=False)
+    if manifest["decode_mismatches"]:
+        console.print(f"warning: {manifest['decode_mismatches']} trajectories whose ids do not "
+                      "decode to their text", style="yellow")
+    for line in stats.errors[:10]:
+        console.print(f"  error: {line}", style="red", markup=False)
+    if stats.errors:
+        raise RecordersError(f"{len(stats.errors)} rollouts ended in an error (recorded in "
+                             "their records; a rerun retries them)")
+
