@@ -11,6 +11,7 @@ from recorders import RecordersError
 
 from .. import __version__
 from ._exec import exec_cmd
+from ._push import pull, push
 from ._record import record
 from ._rollout import rollout
 from ._store import store
@@ -49,6 +50,8 @@ cli.add_command(store)
 cli.add_command(validate)
 cli.add_command(exec_cmd)
 cli.add_command(rollout)
+cli.add_command(push)
+cli.add_command(pull)
 
 
 def main() -> None:
