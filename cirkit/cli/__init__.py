@@ -10,6 +10,7 @@ import click
 from recorders import RecordersError
 
 from .. import __version__
+from ._build import build
 from ._exec import exec_cmd
 from ._push import pull, push
 from ._record import record
@@ -52,6 +53,7 @@ cli.add_command(exec_cmd)
 cli.add_command(rollout)
 cli.add_command(push)
 cli.add_command(pull)
+cli.add_command(build)
 
 
 def main() -> None:

@@ -7,11 +7,14 @@ round-trips, and a cut can fall inside a multi-byte character.
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from cirkit._observation import Tokenizer, load_tokenizer
+from cirkit.rollout import ChatTokenizer
 
 _CORPUS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -25,6 +28,9 @@ _CORPUS = [
 ] * 20
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<think>", "</think>", "<start_code>", "<end_code>"]
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 
 @pytest.fixture(scope="session")
@@ -49,3 +55,15 @@ def tiny_tokenizer_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_tokenizer(tiny_tokenizer_path: Path) -> Tokenizer:
     """The tiny tokenizer, loaded through ``load_tokenizer``."""
     return load_tokenizer(tiny_tokenizer_path)
+
+
+@pytest.fixture(scope="session")
+def chat_tokenizer(tiny_tokenizer_path: Path, tmp_path_factory: pytest.TempPathFactory
+                   ) -> ChatTokenizer:
+    """The tiny tokenizer with a ChatML-style chat template, as a local model directory."""
+    d = tmp_path_factory.mktemp("chat-tokenizer")
+    shutil.copy(tiny_tokenizer_path, d / "tokenizer.json")
+    (d / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "PreTrainedTokenizerFast", "chat_template": CHAT_TEMPLATE,
+        "eos_token": "<|endoftext|>"}))
+    return ChatTokenizer(d)

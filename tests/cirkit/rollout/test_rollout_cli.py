@@ -15,8 +15,8 @@ from tests.servers.fake_vllm import MODEL, FakeVLLM
 
 def _corpus(tmp_path: Path) -> Path:
     path = tmp_path / "corpus.jsonl"
-    path.write_text("".join(json.dumps({"id": str(i), "contents": f"Doc {i}\nabout word {i}"}) + "\n"
-                            for i in range(5)))
+    rows = ({"id": str(i), "contents": f"Doc {i}\nabout word {i}"} for i in range(5))
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
 

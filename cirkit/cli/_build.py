@@ -1,0 +1,146 @@
+"""``cirkit build sft|rl``: dataset folders ready for TRL, verl and ``cirkit push``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+__all__ = ["build"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _common(f: F) -> F:
+    """Options every build takes, spelled the same way."""
+    opts = [
+        click.option("--tokenizer", required=True,
+                     help="Local model directory with tokenizer.json and the chat template."),
+        click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+                     help="Output folder (data/ shards, README.md, build.json, report.json)."),
+        click.option("--split", default="train", show_default=True),
+        click.option("--shard-rows", default=50_000, show_default=True,
+                     type=click.IntRange(min=1), help="Rows per parquet shard."),
+        click.option("--license", "license_", default="other", show_default=True,
+                     help="License field of the dataset card."),
+        click.option("--date", default="2025-08-01", show_default=True,
+                     help="The date the system prompt states (when a prompt is rendered)."),
+        click.option("--dialect", type=click.Choice(["card", "demo"]), default="card",
+                     show_default=True),
+        click.option("--template", type=click.Path(exists=True, dir_okay=False,
+                                                    path_type=Path),
+                     default=None, help="System prompt template file [default: built-in]."),
+        click.option("--reject", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="Write dropped rows (with filter and reason) to this JSONL file."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _progress(console: Console, bytes_mode: bool) -> Progress:
+    count = DownloadColumn() if bytes_mode else MofNCompleteColumn()
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), count,
+                    TimeElapsedColumn(), console=console, transient=True)
+
+
+def _done(result: Any) -> None:
+    from ..datasets import rich_report
+
+    out = Console(highlight=False)
+    out.print(rich_report(result.report))
+    out.print(f"{result.rows_out} rows in {len(result.shards)} shard(s) in {result.out}; "
+              f"fingerprint {result.fingerprint[:16]}", markup=False)
+    mismatches = result.report.get("decode_mismatches", 0)
+    if mismatches:
+        out.print(f"warning: {mismatches} rows whose token ids do not decode to their text",
+                  style="yellow")
+
+
+@click.group()
+def build() -> None:
+    """Build datasets: SFT rows for TRL, RL prompts for verl."""
+
+
+@build.command("sft")
+@click.argument("inputs", nargs=-1, required=True,
+                type=click.Path(exists=True, path_type=Path))
+@_common
+@click.option("--max-tokens", default=26000, show_default=True, type=click.IntRange(min=1),
+              help="Drop rows with more tokens (prompt + response).")
+@click.option("--max-code-blocks", default=32, show_default=True, type=click.IntRange(min=0),
+              help="Drop traces with more code blocks.")
+@click.option("--require-correct", is_flag=True,
+              help="Keep only correct rows: a judge/correct column, else exact match of the "
+                   "normalised final answer with the ground truth.")
+@click.option("--train-on-observations", is_flag=True,
+              help="Keep observation tokens trainable (default: -100).")
+def sft(inputs: tuple[Path, ...], tokenizer: str, out: Path, split: str, shard_rows: int,
+        license_: str, date: str, dialect: str, template: Path | None, reject: Path | None,
+        max_tokens: int, max_code_blocks: int, require_correct: bool,
+        train_on_observations: bool) -> None:
+    """SFT rows from INPUTS: rollout directories, trajectory JSONL/parquet, or text-only
+    traces (messages, or prompt/question + response/completion)."""
+    from ..datasets import BuildTokenizer, SFTOptions, build_sft
+    from ..datasets._io import discover_inputs
+
+    opts = SFTOptions(max_tokens=max_tokens, max_code_blocks=max_code_blocks,
+                      require_correct=require_correct,
+                      train_on_observations=train_on_observations, reject=reject, split=split,
+                      shard_rows=shard_rows, license=license_, date=date, dialect=dialect,
+                      template=template)
+    tok = BuildTokenizer(tokenizer)
+    total = sum(f.path.stat().st_size for f in discover_inputs(list(inputs)))
+    with _progress(Console(stderr=True), True) as bar:
+        task = bar.add_task("build sft", total=total)
+        result = build_sft(list(inputs), out, tokenizer=tok, options=opts,
+                           progress=lambda n: bar.advance(task, n))
+    _done(result)
+
+
+@build.command("rl")
+@click.argument("questions", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_common
+@click.option("--exclude-eval", multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Evaluation set (JSONL/CSV/parquet) whose questions are removed; repeat.")
+@click.option("--max-tokens", "--max-prompt-tokens", "max_tokens", default=3000,
+              show_default=True, type=click.IntRange(min=1),
+              help="Drop prompts longer than this (verl's max_prompt_length).")
+@click.option("--max-response-tokens", default=16384, show_default=True,
+              help="Recorded in the card (verl's max_response_length).")
+@click.option("--max-total-tokens", default=32768, show_default=True,
+              help="Recorded in the card.")
+@click.option("--max-code-blocks", default=32, show_default=True,
+              help="The block budget the system prompt states.")
+@click.option("--ability", default="search", show_default=True)
+def rl(questions: tuple[Path, ...], tokenizer: str, out: Path, split: str, shard_rows: int,
+       license_: str, date: str, dialect: str, template: Path | None, reject: Path | None,
+       exclude_eval: tuple[Path, ...], max_tokens: int, max_response_tokens: int,
+       max_total_tokens: int, max_code_blocks: int, ability: str) -> None:
+    """verl RL rows from QUESTIONS (JSONL/CSV/parquet with a question and a ground truth)."""
+    from ..datasets import BuildTokenizer, RLOptions, build_rl
+
+    opts = RLOptions(max_prompt_tokens=max_tokens, max_response_tokens=max_response_tokens,
+                     max_total_tokens=max_total_tokens, max_code_blocks=max_code_blocks,
+                     exclude_eval=exclude_eval, ability=ability, reject=reject, split=split,
+                     shard_rows=shard_rows, license=license_, date=date, dialect=dialect,
+                     template=template)
+    tok = BuildTokenizer(tokenizer)
+    with _progress(Console(stderr=True), False) as bar:
+        task = bar.add_task("build rl", total=None)
+        result = build_rl(list(questions), out, tokenizer=tok, options=opts,
+                          progress=lambda n: bar.advance(task, n))
+    _done(result)

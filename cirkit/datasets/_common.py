@@ -1,0 +1,88 @@
+"""What the SFT and RL builders share: the result, the prompt settings, and the last step
+(shards renamed, fingerprint, plots, report.json, build.json, README.md)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from .._prompts import BUILTIN_TEMPLATE, PromptTemplate, format_date
+from ._card import write_build_manifest, write_card
+from ._filters import Filter, Funnel
+from ._io import ShardWriter, fingerprint
+from ._report import markdown_section, plot_histogram
+from ._tokenize import BuildTokenizer
+
+__all__ = ["BUILD_FORMAT_VERSION", "BuildResult", "Plot", "finish_build", "load_template",
+           "prompt_info", "tokenizer_info"]
+
+BUILD_FORMAT_VERSION = 1
+
+
+@dataclass(slots=True, frozen=True)
+class BuildResult:
+    """Where a build went and what it holds."""
+
+    out: Path
+    kind: str
+    rows_in: int
+    rows_out: int
+    shards: list[Path]
+    fingerprint: str
+    report: dict[str, Any]
+    manifest: dict[str, Any]
+
+
+@dataclass(slots=True, frozen=True)
+class Plot:
+    name: str
+    title: str
+    xlabel: str
+    counts: list[int]
+    edges: list[int] | None = None
+    labels: list[str] | None = None
+
+
+def load_template(path: str | Path | None) -> PromptTemplate:
+    return PromptTemplate.from_file(path) if path is not None else BUILTIN_TEMPLATE
+
+
+def tokenizer_info(tok: BuildTokenizer) -> dict[str, Any]:
+    return {"name": tok.display_name, "sha256": tok.sha256, "files": tok.files,
+            "chat_template_sha256": tok.chat_template_sha256, "turn_end": tok.turn_end}
+
+
+def prompt_info(template: PromptTemplate, *, date: str, dialect: str) -> dict[str, Any]:
+    return {"template": template.name, "template_sha256": template.sha256,
+            "date": format_date(date), "dialect": dialect}
+
+
+def finish_build(out: Path, *, writer: ShardWriter, funnel: Funnel[Any], report: dict[str, Any],
+                 manifest: dict[str, Any], plots: list[Plot], usage: str) -> BuildResult:
+    """Close the shards and write every file beside them; nothing holds a date or a path."""
+    shards = writer.close()
+    fp = fingerprint(shards)
+    images: dict[str, str] = {}
+    for p in plots:
+        rel = f"plots/{p.name}.png"
+        plot_histogram(out / rel, edges=p.edges, counts=p.counts, labels=p.labels,
+                       title=p.title, xlabel=p.xlabel)
+        images[p.title] = rel
+    report = {**report, "funnel": funnel.to_json(), "plots": sorted(images.values())}
+    (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True,
+                                                ensure_ascii=False) + "\n", encoding="utf-8")
+    filters: list[Filter[Any]] = funnel.filters
+    full = write_build_manifest(out, shards, {
+        **manifest, "format": "cirkit-dataset", "version": BUILD_FORMAT_VERSION,
+        "cirkit_version": __version__, "split": writer.split, "fingerprint": fp,
+        "funnel": report["funnel"],
+        "filters": [{"name": f.name, "description": f.description, "config": f.config()}
+                    for f in filters]})
+    write_card(out, full, writer.schema, usage=usage,
+               report_markdown=markdown_section(report, images))
+    return BuildResult(out=out, kind=str(manifest["kind"]), rows_in=funnel.rows_in,
+                       rows_out=funnel.rows_out, shards=shards, fingerprint=fp, report=report,
+                       manifest=full)

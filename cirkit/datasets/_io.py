@@ -1,0 +1,322 @@
+"""Reading inputs in bounded chunks and writing deterministic parquet shards.
+
+Inputs are streamed in blocks of whole lines (or parquet batches), so memory stays bounded
+whatever the number of trajectories. Output shards follow the layout ``datasets.push_to_hub``
+writes, ``data/{split}-{i:05d}-of-{n:05d}.parquet``; the shard count is known only at the end,
+so shards are written under temporary names and renamed. Row groups have a fixed number of
+rows, so the bytes depend on the rows only, never on how the input happened to be chunked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, cast
+
+import orjson
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from recorders import RecordersError
+
+__all__ = [
+    "TRAJECTORY_SCHEMA",
+    "InputFile",
+    "ShardWriter",
+    "discover_inputs",
+    "fingerprint",
+    "iter_frames",
+    "iter_text_rows",
+    "prefetch",
+    "sha256_file",
+]
+
+InputKind = Literal["trajectories", "text"]
+T = TypeVar("T")
+
+#: The trajectory fields a builder reads (the rest of a record is never parsed). Fields whose
+#: JSON type varies (ground truth, judge verdicts) are read as text: polars keeps a string as
+#: is and writes any other value as its JSON text.
+TRAJECTORY_SCHEMA: dict[str, Any] = {
+    "id": pl.String, "question_id": pl.String, "question": pl.String,
+    "ground_truth": pl.String, "source": pl.String, "dialect": pl.String, "date": pl.String,
+    "prompt_template_sha256": pl.String, "prompt_text": pl.String,
+    "prompt_token_ids": pl.List(pl.Int32), "response_text": pl.String,
+    "response_token_ids": pl.List(pl.Int32), "response_mask": pl.List(pl.Int8),
+    "finish_reason": pl.String, "decode_ok": pl.Boolean, "judge": pl.String,
+    "correct": pl.String,
+}
+_BLOCK_BYTES = 32 << 20
+_TEXT_BLOCK_BYTES = 8 << 20  # ~1-2k traces: enough for one parallel tokenizer call
+_PARQUET_BATCH = 1024
+
+
+@dataclass(slots=True, frozen=True)
+class InputFile:
+    """One input file, what it holds, and the rollout manifest beside it (if any)."""
+
+    path: Path
+    kind: InputKind
+    manifest: dict[str, Any] | None = None
+    manifest_sha256: str | None = None
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _first_row(path: Path) -> dict[str, Any] | None:
+    if path.suffix == ".parquet":
+        return {n: None for n in pq.read_schema(path).names}
+    with path.open("rb") as f:
+        for line in f:
+            if line.strip():
+                try:
+                    row = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    raise RecordersError(f"{path}: the first line is not JSON",
+                                         hint="give JSONL: one JSON object per line") from None
+                return row if isinstance(row, dict) else None
+    return None
+
+
+def _kind(path: Path) -> InputKind:
+    row = _first_row(path)
+    return "trajectories" if row is not None and "response_token_ids" in row else "text"
+
+
+def _files_in(directory: Path) -> list[Path]:
+    shards = sorted(directory.glob("rollouts-*.jsonl")) + sorted(directory.glob(
+        "rollouts-*.parquet")) + sorted((directory / "_parts").glob("part-*.jsonl"))
+    if shards:
+        return shards
+    return sorted(p for p in directory.iterdir()
+                  if p.suffix in (".jsonl", ".json", ".parquet") and p.name != "manifest.json")
+
+
+def discover_inputs(paths: list[Path]) -> list[InputFile]:
+    """Input files in a stable order: a rollout directory's shards (then unfinalized parts,
+    as ``read_trajectories`` reads them) with its manifest, or JSONL/parquet files."""
+    out: list[InputFile] = []
+    for p in paths:
+        if p.is_dir():
+            manifest = manifest_sha = None
+            mpath = p / "manifest.json"
+            if mpath.is_file():
+                try:
+                    manifest = orjson.loads(mpath.read_bytes())
+                except orjson.JSONDecodeError:
+                    raise RecordersError(f"{mpath} is not JSON",
+                                         hint="rerun the rollout to rewrite it") from None
+                manifest_sha = sha256_file(mpath)
+            files = _files_in(p)
+            if not files:
+                raise RecordersError(f"{p} holds no rollouts or JSONL/parquet files")
+            out += [InputFile(f, _kind(f), manifest, manifest_sha) for f in files]
+        elif p.is_file():
+            if p.suffix not in (".jsonl", ".json", ".parquet"):
+                raise RecordersError(f"{p}: unknown input type {p.suffix!r}",
+                                     hint="give .jsonl or .parquet files, or a rollout dir")
+            out.append(InputFile(p, _kind(p)))
+        else:
+            raise RecordersError(f"no input at {p}")
+    return out
+
+
+def _line_blocks(path: Path, block_bytes: int) -> Iterator[bytes]:
+    """Blocks of whole lines; a last line without a newline is kept."""
+    with path.open("rb") as f:
+        rest = b""
+        while buf := f.read(block_bytes):
+            buf = rest + buf
+            cut = buf.rfind(b"\n") + 1
+            if cut:
+                yield buf[:cut]
+            rest = buf[cut:]
+        if rest.strip():
+            yield rest + b"\n"
+
+
+def _conform(df: pl.DataFrame) -> pl.DataFrame:
+    """A parquet batch in the shape of TRAJECTORY_SCHEMA (missing columns null, varying
+    types as JSON text)."""
+    cols: list[pl.Expr | pl.Series] = []
+    for name, dtype in TRAJECTORY_SCHEMA.items():
+        if name not in df.columns:
+            cols.append(pl.lit(None, dtype=dtype).alias(name))
+        elif dtype == pl.String and df.schema[name] != pl.String:
+            text = [None if v is None else orjson.dumps(v).decode()
+                    for v in df[name].to_list()]
+            cols.append(pl.Series(name, text, dtype=pl.String))
+        else:
+            cols.append(pl.col(name).cast(dtype))
+    return df.select(cols)
+
+
+def iter_frames(src: InputFile, block_bytes: int = _BLOCK_BYTES
+                ) -> Iterator[tuple[pl.DataFrame, int]]:
+    """Trajectory records as polars frames of TRAJECTORY_SCHEMA, with the input bytes each
+    covers (for a progress bar)."""
+    if src.path.suffix == ".parquet":
+        pf = pq.ParquetFile(src.path)
+        size = src.path.stat().st_size
+        rows = max(pf.metadata.num_rows, 1)
+        for batch in pf.iter_batches(batch_size=_PARQUET_BATCH):
+            frame = pl.from_arrow(batch)
+            assert isinstance(frame, pl.DataFrame)
+            yield _conform(frame), size * batch.num_rows // rows
+        return
+    for block in _line_blocks(src.path, block_bytes):
+        try:
+            frame = pl.read_ndjson(io.BytesIO(block), schema=TRAJECTORY_SCHEMA)
+        except pl.exceptions.PolarsError as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise RecordersError(f"{src.path}: cannot read trajectories: {first}",
+                                 hint="give trajectory records as JSONL, one per line") from e
+        yield frame, len(block)
+
+
+def iter_text_rows(src: InputFile, block_bytes: int = _TEXT_BLOCK_BYTES
+                   ) -> Iterator[tuple[list[dict[str, Any]], int]]:
+    """Free-form rows (text-only traces) as dicts, a block at a time."""
+    if src.path.suffix == ".parquet":
+        pf = pq.ParquetFile(src.path)
+        size = src.path.stat().st_size
+        rows = max(pf.metadata.num_rows, 1)
+        for batch in pf.iter_batches(batch_size=_PARQUET_BATCH):
+            yield batch.to_pylist(), size * batch.num_rows // rows
+        return
+    for block in _line_blocks(src.path, block_bytes):
+        out = []
+        for n, line in enumerate(block.splitlines(), 1):
+            if line.strip():
+                try:
+                    row = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    raise RecordersError(f"{src.path}: a line is not JSON (line {n} of a "
+                                         "block)", hint="one JSON object per line") from None
+                if isinstance(row, dict):
+                    out.append(row)
+        yield out, len(block)
+
+
+@dataclass(slots=True)
+class _Shard:
+    tmp: Path
+    rows: int = 0
+
+
+@dataclass(slots=True)
+class ShardWriter:
+    """Parquet shards of at most ``shard_rows`` rows, row groups of ``row_group_rows``."""
+
+    out: Path
+    split: str
+    schema: pa.Schema
+    shard_rows: int = 50_000
+    row_group_rows: int = 1000
+    _pending: list[pa.Table] = field(default_factory=list)
+    _pending_rows: int = 0
+    _writer: pq.ParquetWriter | None = None
+    _shards: list[_Shard] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.row_group_rows = max(1, min(self.row_group_rows, self.shard_rows))
+        (self.out / "data").mkdir(parents=True, exist_ok=True)
+
+    def write(self, table: pa.Table) -> None:
+        if table.num_rows:
+            self._pending.append(table.cast(self.schema))
+            self._pending_rows += table.num_rows
+        while self._pending_rows >= self.row_group_rows:
+            self._flush(self.row_group_rows)
+
+    def _take(self, n: int) -> pa.Table:
+        """The first ``n`` pending rows (slices are zero-copy; only the group is copied)."""
+        parts: list[pa.Table] = []
+        need = n
+        while need:
+            t = self._pending[0]
+            if t.num_rows <= need:
+                parts.append(self._pending.pop(0))
+                need -= t.num_rows
+            else:
+                parts.append(t.slice(0, need))
+                self._pending[0] = t.slice(need)
+                need = 0
+        self._pending_rows -= n
+        return pa.concat_tables(parts).combine_chunks()
+
+    def _flush(self, n: int) -> None:
+        if self._writer is None or self._shards[-1].rows >= self.shard_rows:
+            self._open()
+        assert self._writer is not None
+        n = min(n, self.shard_rows - self._shards[-1].rows)
+        self._writer.write_table(self._take(n), row_group_size=n)
+        self._shards[-1].rows += n
+
+    def _open(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        tmp = self.out / "data" / f".{self.split}-{len(self._shards):05d}.parquet.tmp"
+        self._writer = pq.ParquetWriter(tmp, self.schema, compression="zstd",
+                                        compression_level=3)
+        self._shards.append(_Shard(tmp))
+
+    def abort(self) -> None:
+        """A failed build leaves no temporary shard behind (finished shards stay as they were)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        for s in self._shards:
+            s.tmp.unlink(missing_ok=True)
+        self._shards.clear()
+
+    def close(self) -> list[Path]:
+        """Flush, rename to the final names, drop this split's stale shards; the shard paths."""
+        while self._pending_rows:
+            self._flush(min(self._pending_rows, self.row_group_rows))
+        if not self._shards:
+            self._open()
+        assert self._writer is not None
+        self._writer.close()
+        n = len(self._shards)
+        final = [self.out / "data" / f"{self.split}-{i:05d}-of-{n:05d}.parquet"
+                 for i in range(n)]
+        for s, dest in zip(self._shards, final, strict=True):
+            os.replace(s.tmp, dest)
+        for old in (self.out / "data").glob(f"{self.split}-*-of-*.parquet"):
+            if old not in final:
+                old.unlink()
+        return final
+
+
+def prefetch(items: Iterator[T]) -> Iterator[T]:
+    """``items``, with the next one produced in a thread while the caller works on this one
+    (polars parses JSON without the GIL)."""
+    end = object()
+    with ThreadPoolExecutor(1, thread_name_prefix="cirkit-read") as pool:
+        fut = pool.submit(next, items, end)
+        while (item := fut.result()) is not end:
+            fut = pool.submit(next, items, end)
+            yield cast(T, item)
+
+
+def fingerprint(shards: list[Path]) -> str:
+    """sha256 over the shards' bytes, in shard order: same rows, same fingerprint."""
+    h = hashlib.sha256()
+    for p in shards:
+        with p.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    return h.hexdigest()

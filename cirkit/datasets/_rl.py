@@ -1,0 +1,259 @@
+"""``build_rl``: verl's RL parquet from a question file.
+
+verl's ``RLHFDataset`` (``verl/utils/dataset/rl_dataset.py``) reads parquet with
+``datasets.load_dataset("parquet")``, takes the chat messages from the ``prompt`` column
+(``data.prompt_key``, default "prompt"), applies the model's chat template with
+``add_generation_prompt=True``, drops prompts longer than ``data.max_prompt_length`` and reads
+``extra_info["index"]``; its reward functions get ``data_source`` and
+``reward_model["ground_truth"]``. The rows here have exactly those columns, and the prompt is
+counted the same way at build time, so no row is dropped silently at training time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ..rollout._questions import _QUESTION, Question, _pick, _rows, load_questions
+from ._common import BuildResult, Plot, finish_build, load_template, prompt_info, tokenizer_info
+from ._filters import Filter, Funnel, RejectSink, Verdict, normalize_answer
+from ._io import ShardWriter
+from ._report import LengthStats, summarize_lengths
+from ._rows import PromptContext
+from ._tokenize import BuildTokenizer
+
+__all__ = ["RLOptions", "RLRow", "build_rl", "load_eval_questions", "rl_schema"]
+
+Progress = Callable[[int], None]
+_MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+_USAGE = """\
+```python
+from datasets import load_dataset
+
+ds = load_dataset("parquet", data_files="data/{split}-*.parquet", split="train")
+```
+
+verl reads the shards as they are (`RLHFDataset`: `data.prompt_key=prompt`, the default):
+
+```
+data.train_files=[<the shards>] data.max_prompt_length={max_prompt} \\
+data.max_response_length={max_response}
+```
+
+`prompt` holds the chat messages (the CIR system prompt and the question); verl applies the
+model's chat template itself. The reward function gets `data_source` and
+`reward_model["ground_truth"]`.
+"""
+
+
+@dataclass(slots=True, frozen=True)
+class RLOptions:
+    """Limits (the card's RL settings), exclusions and output layout of an RL build."""
+
+    max_prompt_tokens: int = 3000
+    max_response_tokens: int = 16384
+    max_total_tokens: int = 32768
+    max_code_blocks: int = 32
+    exclude_eval: tuple[Path, ...] = ()
+    ability: str = "search"
+    reject: Path | None = None
+    split: str = "train"
+    shard_rows: int = 50_000
+    row_group_rows: int = 1000
+    license: str = "other"
+    date: str = "2025-08-01"
+    dialect: str = "card"
+    template: Path | None = None
+    chunk_rows: int = 10_000
+    title: str = "CIR RL prompts"
+
+
+@dataclass(slots=True)
+class RLRow:
+    question: Question
+    messages: list[dict[str, str]]
+    normalized: str
+    num_prompt_tokens: int = -1
+
+    def reject_record(self) -> dict[str, Any]:
+        q = self.question
+        return {"question_id": q.id, "source": q.source, "question": q.question}
+
+
+class HasGroundTruth(Filter[RLRow]):
+    name = "has_ground_truth"
+    description = "a ground truth for the rule-based reward"
+
+    def check(self, row: RLRow) -> Verdict:
+        gt = row.question.ground_truth
+        return (False, "no_ground_truth") if gt is None or gt == "" or gt == [] else True
+
+
+class EvalOverlap(Filter[RLRow]):
+    name = "eval_overlap"
+    description = "question not in an evaluation set (normalised text match)"
+
+    def __init__(self, eval_questions: set[str], names: list[str]) -> None:
+        super().__init__()
+        self.eval_questions, self.names = eval_questions, names
+
+    def check(self, row: RLRow) -> Verdict:
+        return (False, "in_eval_set") if row.normalized in self.eval_questions else True
+
+    def config(self) -> dict[str, Any]:
+        return {"eval_sets": self.names, "eval_questions": len(self.eval_questions)}
+
+
+class DuplicateQuestion(Filter[RLRow]):
+    name = "duplicate"
+    description = "question text (normalised) not seen earlier in the file"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[str] = set()
+
+    def check(self, row: RLRow) -> Verdict:
+        if row.normalized in self._seen:
+            return False, "duplicate_question"
+        self._seen.add(row.normalized)
+        return True
+
+
+class PromptTooLong(Filter[RLRow]):
+    name = "prompt_too_long"
+    description = "chat-templated prompt at most this many tokens (verl's max_prompt_length)"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def check(self, row: RLRow) -> Verdict:
+        return True if row.num_prompt_tokens <= self.limit else (False, "prompt_too_long")
+
+    def config(self) -> dict[str, Any]:
+        return {"max_prompt_tokens": self.limit}
+
+
+def load_eval_questions(paths: Sequence[Path]) -> set[str]:
+    """Normalised question texts of evaluation sets (JSONL/CSV/parquet; SimpleQA's CSV
+    ``problem`` column works). Repeated questions are fine here."""
+    out: set[str] = set()
+    for p in paths:
+        for row in _rows(Path(p)):
+            q = _pick(row, _QUESTION)
+            if isinstance(q, str) and q.strip():
+                out.add(normalize_answer(q))
+    return out
+
+
+def rl_schema(list_ground_truth: bool) -> pa.Schema:
+    """verl's columns; ground truth is a string, or a list of strings when some question has
+    several answers (one parquet column has one type)."""
+    gt = pa.list_(pa.string()) if list_ground_truth else pa.string()
+    return pa.schema([
+        ("data_source", pa.string()), ("prompt", _MESSAGES), ("ability", pa.string()),
+        ("reward_model", pa.struct([("style", pa.string()), ("ground_truth", gt)])),
+        ("extra_info", pa.struct([
+            ("index", pa.int64()), ("split", pa.string()), ("question_id", pa.string()),
+            ("num_prompt_tokens", pa.int64()), ("question", pa.string())])),
+    ])
+
+
+def _several(gt: Any) -> bool:
+    return isinstance(gt, (list, tuple)) and len(gt) != 1
+
+
+def _gt(gt: Any, as_list: bool) -> str | list[str]:
+    items = [str(x) for x in gt] if isinstance(gt, (list, tuple)) else [str(gt)]
+    return items if as_list else items[0]
+
+
+def build_rl(questions: str | Path | Sequence[str | Path], out: str | Path, *,
+             tokenizer: str | Path | BuildTokenizer, options: RLOptions | None = None,
+             progress: Progress | None = None) -> BuildResult:
+    """Build a verl RL dataset folder from question files (JSONL/CSV/parquet)."""
+    opts = options or RLOptions()
+    out = Path(out)
+    tok = tokenizer if isinstance(tokenizer, BuildTokenizer) else BuildTokenizer(tokenizer)
+    paths = [Path(questions)] if isinstance(questions, (str, Path)) else [
+        Path(q) for q in questions]
+    per_file = [load_questions(p) for p in paths]
+    qs = [q for file_qs in per_file for q in file_qs]
+    template = load_template(opts.template)
+    ctx = PromptContext(tok, template, date=opts.date, dialect=opts.dialect,
+                        max_code_blocks=opts.max_code_blocks)
+    eval_names = [p.name for p in opts.exclude_eval]
+    funnel: Funnel[RLRow] = Funnel(
+        [HasGroundTruth(), EvalOverlap(load_eval_questions(opts.exclude_eval), eval_names),
+         DuplicateQuestion(), PromptTooLong(opts.max_prompt_tokens)],
+        RejectSink(opts.reject) if opts.reject is not None else None)
+    as_list = any(_several(q.ground_truth) for q in qs)
+    schema = rl_schema(as_list)
+    writer = ShardWriter(out, opts.split, schema, shard_rows=opts.shard_rows,
+                         row_group_rows=opts.row_group_rows)
+    lengths = LengthStats()
+    index = 0
+    try:
+        for start in range(0, len(qs), opts.chunk_rows):
+            chunk = qs[start:start + opts.chunk_rows]
+            rows = [RLRow(q, ctx.messages(q.question), normalize_answer(q.question))
+                    for q in chunk]
+            kept = funnel.run(rows, 0, 3)
+            ids = tok.encode_prompts([ctx.chat_prompt(r.messages) for r in kept])
+            for r, i in zip(kept, ids, strict=True):
+                r.num_prompt_tokens = len(i)
+            kept = funnel.run(kept, 3, count_in=False)
+            n = [r.num_prompt_tokens for r in kept]
+            writer.write(pa.table({
+                "data_source": [r.question.source for r in kept],
+                "prompt": pa.array([r.messages for r in kept], _MESSAGES),
+                "ability": [opts.ability] * len(kept),
+                "reward_model": [{"style": "rule", "ground_truth": _gt(r.question.ground_truth,
+                                                                       as_list)} for r in kept],
+                "extra_info": [{"index": index + k, "split": opts.split,
+                                "question_id": r.question.id, "num_prompt_tokens": n[k],
+                                "question": r.question.question} for k, r in enumerate(kept)],
+            }, schema=schema))
+            index += len(kept)
+            lengths.add(np.asarray(n, dtype=np.int64))
+            if progress is not None:
+                progress(len(chunk))
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        funnel.close()
+    tokens = summarize_lengths(lengths.token_series(), opts.max_prompt_tokens)
+    report = {"kind": "rl", "tokens_label": "prompt tokens", "tokens": tokens,
+              "eval_excluded": funnel.filters[1].stats.removed,
+              "ground_truth_type": "list" if as_list else "string"}
+    hist = tokens["histogram"]
+    limits = {"max_prompt_tokens": opts.max_prompt_tokens,
+              "max_response_tokens": opts.max_response_tokens,
+              "max_total_tokens": opts.max_total_tokens, "max_code_blocks": opts.max_code_blocks}
+    manifest = {
+        "kind": "rl", "title": opts.title, "license": opts.license,
+        "description": "Questions for reinforcement learning of Code-Integrated Reasoning "
+                       "(CIR) with verl, built with cirkit: chat prompts with the CIR system "
+                       "prompt, rule-based ground truths, evaluation questions removed.",
+        "tags": ["cirkit", "code-integrated-reasoning", "rl", "verl", "tool-use"],
+        "tokenizer": tokenizer_info(tok),
+        "prompt": prompt_info(template, date=opts.date, dialect=opts.dialect),
+        "limits": limits, "ability": opts.ability,
+        "ground_truth_type": report["ground_truth_type"],
+        "inputs": [{"name": p.name, "kind": "questions", "rows": len(file_qs)}
+                   for p, file_qs in zip(paths, per_file, strict=True)],
+        "eval_sets": eval_names,
+    }
+    usage = (_USAGE.replace("{split}", opts.split)
+             .replace("{max_prompt}", str(opts.max_prompt_tokens))
+             .replace("{max_response}", str(opts.max_response_tokens)))
+    return finish_build(out, writer=writer, funnel=funnel, report=report, manifest=manifest,
+                        plots=[Plot("prompt_tokens", "Prompt tokens per row", "prompt tokens",
+                                    hist["counts"], edges=hist["bin_edges"])],
+                        usage=usage)

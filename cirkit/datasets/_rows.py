@@ -1,0 +1,261 @@
+"""SFT rows from the two kinds of input: trajectory records (token ids kept as they are) and
+text-only traces (chat messages, or prompt + response text from an API teacher).
+
+Every input row becomes an ``SFTRow``, even a malformed one (it then carries the reason), so
+the funnel accounts for every line of the input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import polars as pl
+
+from .._format import Segment, parse
+from .._prompts import PromptTemplate, render_messages
+from ._tokenize import BuildTokenizer
+
+__all__ = ["PromptContext", "SFTRow", "parse_verdict", "row_from_text", "rows_from_frame"]
+
+Message = dict[str, str]
+_ANSWER = ("ground_truth", "answer", "gold", "target")
+_TRUE = {"a", "correct", "true", "yes", "1", "1.0"}
+_FALSE = {"b", "c", "incorrect", "not_attempted", "not attempted", "false", "no", "0", "0.0"}
+
+
+@dataclass(slots=True)
+class SFTRow:
+    """One candidate row: what the filters look at and what the output needs."""
+
+    index: int
+    trajectory_id: str
+    question_id: str
+    source: str
+    prompt_messages: list[Message]
+    assistant: str  # the whole CIR text of the assistant turn
+    segments: list[Segment]
+    ground_truth: Any = None
+    verdict: bool | None = None
+    finish_reason: str | None = None
+    malformed: str | None = None
+    token_error: str | None = None
+    prompt_error: str | None = None
+    num_tokens: int = -1
+    from_trajectory: bool = False
+    decode_ok: bool = True
+    prompt_ids: list[int] = field(default_factory=list)
+    response_ids: list[int] = field(default_factory=list)
+    response_mask: list[int] = field(default_factory=list)
+
+    @property
+    def num_code_blocks(self) -> int:
+        return sum(1 for s in self.segments if s.kind == "code")
+
+    @property
+    def final_answer(self) -> str | None:
+        if not any(s.kind == "think_close" for s in self.segments):
+            return None
+        last = self.segments[-1]
+        return last.body.strip() if last.kind == "answer" else ""
+
+    def dedupe_key(self) -> bytes:
+        """Same prompt and same response text, same key."""
+        h = hashlib.sha256(orjson.dumps(self.prompt_messages))
+        h.update(b"\x00" + self.assistant.encode("utf-8", "surrogatepass"))
+        return h.digest()[:16]
+
+    def reject_record(self) -> dict[str, Any]:
+        return {"trajectory_id": self.trajectory_id, "question_id": self.question_id,
+                "source": self.source, "text": self.assistant}
+
+
+def parse_verdict(value: Any) -> bool | None:
+    """A judge's verdict as a bool: booleans, 1/0, "correct"/"incorrect", SimpleQA's
+    grades (A correct, B incorrect, C not attempted); None when there is none."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return bool(value)
+    text = str(value).strip().strip('"').lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    return None
+
+
+def _ground_truth(value: Any) -> Any:
+    """Ground truth read as JSON text by polars: a list comes back as a list."""
+    if isinstance(value, str) and value.startswith("["):
+        try:
+            parsed = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return value
+        if isinstance(parsed, list):
+            return parsed
+    return value
+
+
+class PromptContext:
+    """Renders system prompts and chat prompts, cached: many rows share a question."""
+
+    def __init__(self, tok: BuildTokenizer, template: PromptTemplate, *, date: str,
+                 dialect: str, max_code_blocks: int, cache_size: int = 4096) -> None:
+        self.tok, self.template = tok, template
+        self.date, self.dialect, self.max_code_blocks = date, dialect, max_code_blocks
+        self._chat: OrderedDict[bytes, str] = OrderedDict()
+        self._cache_size = cache_size
+
+    def messages(self, question: str, *, date: str | None = None, dialect: str | None = None,
+                 max_code_blocks: int | None = None) -> list[Message]:
+        return render_messages(question, template=self.template, date=date or self.date,
+                               dialect=dialect or self.dialect,
+                               max_code_blocks=max_code_blocks or self.max_code_blocks)
+
+    def chat_prompt(self, messages: list[Message]) -> str:
+        key = orjson.dumps(messages)
+        hit = self._chat.get(key)
+        if hit is None:
+            hit = self._chat[key] = self.tok.chat_prompt(messages)
+            if len(self._chat) > self._cache_size:
+                self._chat.popitem(last=False)
+        return hit
+
+
+def rows_from_frame(df: pl.DataFrame, ctx: PromptContext, *, default_source: str,
+                    max_code_blocks: int | None) -> list[SFTRow]:
+    """Trajectory records: the system prompt is rebuilt from the template, date and dialect
+    the record names, and must reproduce the record's prompt text (what the model saw). The
+    block budget the prompt states is the rollout manifest's when known, else the build's
+    limit, else the rollout default (32)."""
+    budgets = list(dict.fromkeys(b for b in (max_code_blocks, ctx.max_code_blocks, 32)
+                                 if b is not None))
+    cols = {c: df[c].to_list() for c in (
+        "id", "question_id", "question", "ground_truth", "source", "dialect", "date",
+        "prompt_template_sha256", "prompt_text", "response_text", "finish_reason", "decode_ok",
+        "judge", "correct")}
+    plen = df["prompt_token_ids"].list.len().to_list()
+    rlen = df["response_token_ids"].list.len().to_list()
+    mlen = df["response_mask"].list.len().to_list()
+    rows: list[SFTRow] = []
+    for i in range(df.height):
+        question = cols["question"][i] or ""
+        response = cols["response_text"][i] or ""
+        qid = cols["question_id"][i] or _question_id(question)
+        row = SFTRow(
+            index=i, trajectory_id=cols["id"][i] or _text_id(question, response),
+            question_id=qid, source=cols["source"][i] or default_source,
+            prompt_messages=[], assistant=response, segments=[],
+            ground_truth=_ground_truth(cols["ground_truth"][i]),
+            verdict=parse_verdict(cols["judge"][i] if cols["judge"][i] is not None
+                                  else cols["correct"][i]),
+            finish_reason=cols["finish_reason"][i], from_trajectory=True,
+            decode_ok=cols["decode_ok"][i] is not False)
+        if plen[i] is None or rlen[i] is None or not plen[i]:
+            row.token_error = "no_token_ids"
+        elif mlen[i] != rlen[i]:
+            row.token_error = "mask_length_mismatch"
+        else:
+            row.num_tokens = plen[i] + rlen[i]
+        sha = cols["prompt_template_sha256"][i]
+        if sha and sha != ctx.template.sha256:
+            row.prompt_error = "template_mismatch"
+        else:
+            prompt_text = cols["prompt_text"][i] or ""
+            row.prompt_error = "prompt_mismatch"
+            for budget in budgets:
+                msgs = ctx.messages(question, date=cols["date"][i], dialect=cols["dialect"][i],
+                                    max_code_blocks=budget)
+                chat = ctx.chat_prompt(msgs)
+                if prompt_text.startswith(chat):
+                    row.prompt_messages = msgs
+                    row.assistant = prompt_text[len(chat):] + response
+                    row.prompt_error = None
+                    break
+        row.segments = parse(row.assistant)
+        rows.append(row)
+    return rows
+
+
+def _question_id(question: str) -> str:
+    return "q-" + hashlib.sha256(question.encode()).hexdigest()[:16]
+
+
+def _text_id(prompt: str, response: str) -> str:
+    return hashlib.sha256(f"{prompt}\x00{response}".encode("utf-8", "surrogatepass")
+                          ).hexdigest()[:24]
+
+
+class _Malformed(Exception):
+    pass
+
+
+def _content(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):  # OpenAI-style content parts
+        texts = [p.get("text") for p in value if isinstance(p, dict)]
+        if texts and all(isinstance(t, str) for t in texts):
+            return "".join(str(t) for t in texts)
+    raise _Malformed("message_content_not_text")
+
+
+def _messages(value: Any) -> list[Message]:
+    if not isinstance(value, list) or not all(isinstance(m, dict) for m in value):
+        raise _Malformed("messages_not_a_list")
+    return [{"role": str(m.get("role", "")), "content": _content(m.get("content"))}
+            for m in value]
+
+
+def _split_chat(msgs: list[Message]) -> tuple[list[Message], str]:
+    last = max((i for i, m in enumerate(msgs) if m["role"] == "assistant"), default=None)
+    if last is None:
+        raise _Malformed("no_assistant_message")
+    if not any(m["role"] == "user" for m in msgs[:last]):
+        raise _Malformed("no_user_message")
+    return msgs[:last], msgs[last]["content"]
+
+
+def _parse_text_row(d: dict[str, Any], ctx: PromptContext) -> tuple[list[Message], str, str]:
+    """(prompt messages, assistant text, question) of a text-only trace."""
+    if "messages" in d and d["messages"] is not None:
+        prompt, assistant = _split_chat(_messages(d["messages"]))
+    else:
+        p = d.get("prompt", d.get("question"))
+        c = next((d[k] for k in ("response", "completion", "response_text")
+                  if d.get(k) is not None), None)
+        if p is None or c is None:
+            raise _Malformed("no_trace")
+        prompt = ctx.messages(p) if isinstance(p, str) else _messages(p)
+        assistant = c if isinstance(c, str) else _split_chat(prompt + _messages(c))[1]
+    users = [m["content"] for m in prompt if m["role"] == "user"]
+    if not users:
+        raise _Malformed("no_user_message")
+    return prompt, assistant, users[-1]
+
+
+def row_from_text(d: dict[str, Any], index: int, ctx: PromptContext, *,
+                  default_source: str) -> SFTRow:
+    """A text-only trace; the tokens come later, piece by piece (see ``split_pieces``)."""
+    try:
+        prompt, assistant, question = _parse_text_row(d, ctx)
+    except _Malformed as e:
+        return SFTRow(index, str(d.get("id", index)), str(d.get("question_id", "")),
+                      str(d.get("source") or default_source), [], "", [], malformed=str(e))
+    rid = d.get("trajectory_id", d.get("id"))
+    qid = d.get("question_id")
+    gt = next((d[k] for k in _ANSWER if d.get(k) not in (None, "")), None)
+    verdict = d.get("judge", d.get("correct"))
+    return SFTRow(
+        index=index,
+        trajectory_id=str(rid) if rid is not None else _text_id(
+            orjson.dumps(prompt).decode(), assistant),
+        question_id=str(qid) if qid is not None else _question_id(question),
+        source=str(d.get("source") or d.get("data_source") or default_source),
+        prompt_messages=prompt, assistant=assistant, segments=parse(assistant),
+        ground_truth=gt, verdict=parse_verdict(verdict),
+        finish_reason=d.get("finish_reason"))

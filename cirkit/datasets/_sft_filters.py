@@ -1,0 +1,154 @@
+"""The SFT funnel's filters, in the order they run. Each answers keep/drop with a stable
+reason; the bookkeeping lives in ``Filter``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._validate import validate
+from ._filters import Filter, Verdict, normalize_answer
+from ._rows import SFTRow
+
+__all__ = [
+    "Correct",
+    "Duplicate",
+    "FinishReason",
+    "HasFinalAnswer",
+    "MaxCodeBlocks",
+    "MaxTokens",
+    "PromptRebuilt",
+    "TokenIds",
+    "ValidFormat",
+    "WellFormed",
+    "sft_filters",
+]
+
+
+class WellFormed(Filter[SFTRow]):
+    name = "well_formed"
+    description = "the row holds a trace (messages, or prompt + response)"
+
+    def check(self, row: SFTRow) -> Verdict:
+        return True if row.malformed is None else (False, row.malformed)
+
+
+class FinishReason(Filter[SFTRow]):
+    name = "finish_reason"
+    description = 'rollouts that ended with an answer (finish_reason "answer")'
+
+    def check(self, row: SFTRow) -> Verdict:
+        if row.finish_reason is None or row.finish_reason == "answer":
+            return True
+        return False, f"finish_{row.finish_reason}"
+
+
+class TokenIds(Filter[SFTRow]):
+    name = "token_ids"
+    description = "trajectories with prompt ids and one mask value per response id"
+
+    def check(self, row: SFTRow) -> Verdict:
+        return True if row.token_error is None else (False, row.token_error)
+
+
+class PromptRebuilt(Filter[SFTRow]):
+    name = "prompt_rebuilt"
+    description = "the system prompt rebuilt from the template reproduces the rollout's prompt"
+
+    def check(self, row: SFTRow) -> Verdict:
+        return True if row.prompt_error is None else (False, row.prompt_error)
+
+
+class HasFinalAnswer(Filter[SFTRow]):
+    name = "has_final_answer"
+    description = "text after </think>"
+
+    def check(self, row: SFTRow) -> Verdict:
+        return True if row.final_answer else (False, "no_final_answer")
+
+
+class ValidFormat(Filter[SFTRow]):
+    name = "valid_format"
+    description = "CIR validator, finished trace, no error (the reason is the first error code)"
+
+    def check(self, row: SFTRow) -> Verdict:
+        for p in validate(row.assistant, finished=True, max_code_blocks=1 << 30):
+            if p.severity == "error":
+                return False, p.code
+        return True
+
+
+class MaxCodeBlocks(Filter[SFTRow]):
+    name = "max_code_blocks"
+    description = "at most this many code blocks"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def check(self, row: SFTRow) -> Verdict:
+        return True if row.num_code_blocks <= self.limit else (False, "too_many_code_blocks")
+
+    def config(self) -> dict[str, Any]:
+        return {"max_code_blocks": self.limit}
+
+
+class Correct(Filter[SFTRow]):
+    name = "correct"
+    description = ("a judge's verdict (judge/correct column) when present, else exact match "
+                   "of the normalised final answer with a ground truth")
+
+    def check(self, row: SFTRow) -> Verdict:
+        if row.verdict is not None:
+            return True if row.verdict else (False, "judged_incorrect")
+        gold = row.ground_truth
+        if gold is None or gold == "" or gold == []:
+            return False, "no_ground_truth"
+        answers = gold if isinstance(gold, list) else [gold]
+        got = normalize_answer(row.final_answer or "")
+        if any(got == normalize_answer(str(a)) for a in answers):
+            return True
+        return False, "incorrect"
+
+
+class Duplicate(Filter[SFTRow]):
+    name = "duplicate"
+    description = "same prompt and same response text as an earlier row"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[bytes] = set()
+
+    def check(self, row: SFTRow) -> Verdict:
+        key = row.dedupe_key()
+        if key in self._seen:
+            return False, "duplicate"
+        self._seen.add(key)
+        return True
+
+
+class MaxTokens(Filter[SFTRow]):
+    name = "max_tokens"
+    description = "prompt + response tokens at most this many"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def check(self, row: SFTRow) -> Verdict:
+        return True if row.num_tokens <= self.limit else (False, "too_many_tokens")
+
+    def config(self) -> dict[str, Any]:
+        return {"max_tokens": self.limit}
+
+
+def sft_filters(*, max_tokens: int, max_code_blocks: int,
+                require_correct: bool) -> list[Filter[SFTRow]]:
+    """The funnel in order; ``max_tokens`` comes last: it needs the tokens, which text-only
+    traces get only after the cheaper filters have run."""
+    steps: list[Filter[SFTRow]] = [
+        WellFormed(), FinishReason(), TokenIds(), PromptRebuilt(), HasFinalAnswer(),
+        ValidFormat(), MaxCodeBlocks(max_code_blocks)]
+    if require_correct:
+        steps.append(Correct())
+    steps += [Duplicate(), MaxTokens(max_tokens)]
+    return steps

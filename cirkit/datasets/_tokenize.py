@@ -1,0 +1,205 @@
+"""Tokenizing for the builders: batch calls into the fast tokenizer, pieces with masks, and the
+vectorised join of prompt and response ids into ``input_ids``/``labels``.
+
+Text-only traces are tokenized piece by piece (generated text, observation, generated text…),
+each piece encoded alone, exactly as a rollout appends an observation: the mask then falls on
+piece borders by construction, never on a guess about where a token boundary lies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from recorders import RecordersError
+
+from .._format import Segment, parse
+from ..rollout._chat import ChatTokenizer
+
+__all__ = ["IGNORE_INDEX", "BuildTokenizer", "Joined", "join_ids", "split_pieces"]
+
+#: The label that PyTorch's cross-entropy (and TRL's collator) ignores.
+IGNORE_INDEX = -100
+_SENTINEL = "\x00cirkit-turn-end-probe\x00"
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                    "chat_template.jinja", "chat_template.json", "vocab.json", "merges.txt",
+                    "tokenizer.model")
+
+
+class BuildTokenizer(ChatTokenizer):
+    """The model's tokenizer with batch encode/decode through its Rust backend (all cores,
+    one call per chunk) and the provenance a dataset card needs (name, sha256)."""
+
+    def __init__(self, name_or_path: str | Path) -> None:
+        super().__init__(name_or_path)
+        backend = getattr(self._tok, "backend_tokenizer", None)
+        if backend is None:
+            raise RecordersError(f"the tokenizer at {name_or_path} is not a fast tokenizer",
+                                 hint="use a model directory with a tokenizer.json")
+        self._backend: Any = backend
+        self._encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
+        path = Path(name_or_path)
+        self.display_name = path.name if path.is_dir() else str(name_or_path)
+        self.sha256, self.files = self._digest(path)
+        template = str(getattr(self._tok, "chat_template", "") or "")
+        self.chat_template_sha256 = hashlib.sha256(template.encode()).hexdigest()
+        self.turn_end = self._turn_end()
+        self._split, self._added = self._prompt_splitter()
+        self._segments: OrderedDict[str, list[int]] = OrderedDict()
+        self._checked = 0
+
+    def _digest(self, path: Path) -> tuple[str, dict[str, str]]:
+        """sha256 of tokenizer.json (what ``sha256sum`` shows), and of each tokenizer file."""
+        files = {n: hashlib.sha256((path / n).read_bytes()).hexdigest()
+                 for n in _TOKENIZER_FILES if path.is_dir() and (path / n).is_file()}
+        if "tokenizer.json" in files:
+            return files["tokenizer.json"], files
+        text = str(self._backend.to_str())
+        return hashlib.sha256(text.encode()).hexdigest(), files
+
+    def _turn_end(self) -> str:
+        """What the chat template writes after an assistant message, trailing blanks cut
+        (``<|im_end|>`` for Qwen): a text-only trace ends with it, trainable, so the model
+        learns to stop. Falls back to the eos token when the probe cannot see it."""
+        msgs = [{"role": "user", "content": "?"}, {"role": "assistant", "content": _SENTINEL}]
+        try:
+            full = str(self._tok.apply_chat_template(msgs, tokenize=False))
+        except Exception:  # a template that refuses the probe
+            full = ""
+        if _SENTINEL in full:
+            return full.split(_SENTINEL, 1)[1].rstrip()
+        return str(getattr(self._tok, "eos_token", "") or "")
+
+    def _prompt_splitter(self) -> tuple[re.Pattern[str] | None, dict[str, int]]:
+        """The added tokens the tokenizer itself splits its input at before anything else
+        (not normalized, no whitespace stripping): text between two of them tokenizes alone,
+        so the system prompt's tokens can be reused across rows. None when a token's flags
+        make the split uncertain."""
+        added = self._backend.get_added_tokens_decoder()
+        plain = {t.content: i for i, t in added.items() if not t.normalized}
+        if not plain or any(t.lstrip or t.rstrip or t.single_word for t in added.values()):
+            return None, {}
+        alts = sorted(plain, key=lambda c: (-len(c), c))
+        return re.compile("(" + "|".join(re.escape(c) for c in alts) + ")"), plain
+
+    def encode_prompts(self, prompts: list[str]) -> list[list[int]]:
+        """Chat prompts, tokenized piece by piece between added tokens with the pieces
+        cached (a system prompt is the same in every row). The first prompts are also encoded
+        whole and compared; any difference turns the reuse off for the build."""
+        if self._split is None:
+            return self.encode_batch(prompts)
+        parts = [self._split.split(p) for p in prompts]
+        new = list(dict.fromkeys(t for ps in parts for k, t in enumerate(ps)
+                                 if k % 2 == 0 and t and t not in self._segments))
+        for t, seg in zip(new, self.encode_batch(new), strict=True):
+            self._segments[t] = seg
+        out: list[list[int]] = []
+        for ps in parts:
+            ids: list[int] = []
+            for k, t in enumerate(ps):
+                if k % 2:
+                    ids.append(self._added[t])
+                elif t:
+                    ids += self._segments[t]
+            out.append(ids)
+        while len(self._segments) > 8192:
+            self._segments.popitem(last=False)
+        if self._checked < 16:
+            take = prompts[:16 - self._checked]
+            self._checked += len(take)
+            if self.encode_batch(take) != out[:len(take)]:
+                self._split = None
+                return self.encode_batch(prompts)
+        return out
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        if not texts:
+            return []
+        return [e.ids for e in self._encode(texts, add_special_tokens=False)]
+
+    def decode_batch(self, ids: list[list[int]]) -> list[str]:
+        if not ids:
+            return []
+        return list(self._backend.decode_batch(ids, skip_special_tokens=False))
+
+
+def split_pieces(text: str, segments: list[Segment] | None = None) -> list[tuple[str, int]]:
+    """``text`` cut into (piece, mask) pairs that join back to ``text``: 0 for each observation
+    (the newline after ``<end_code>`` plus the ``output`` block), 1 for what the model wrote."""
+    segs = parse(text) if segments is None else segments
+    pieces: list[tuple[str, int]] = []
+    pos = 0
+    for s in segs:
+        if s.kind != "output":
+            continue
+        start = s.start - 1 if s.start > 0 and text[s.start - 1] == "\n" else s.start
+        if start < pos:  # two outputs in a row share no newline
+            start = s.start
+        if start > pos:
+            pieces.append((text[pos:start], 1))
+        pieces.append((text[start:s.end], 0))
+        pos = s.end
+    if pos < len(text):
+        pieces.append((text[pos:], 1))
+    return pieces
+
+
+@dataclass(slots=True, frozen=True)
+class Joined:
+    """``input_ids``/``labels`` list arrays and the token counts the report needs."""
+
+    input_ids: pa.ListArray
+    labels: pa.ListArray
+    num_tokens: np.ndarray[Any, np.dtype[np.int64]]
+    prompt_tokens: int
+    observation_tokens: int
+    trainable_tokens: int
+
+
+def _parts(arr: pa.Array) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    lengths = pc.list_value_length(arr).fill_null(0).to_numpy(zero_copy_only=False)
+    flat = pc.list_flatten(arr).to_numpy(zero_copy_only=False)
+    return lengths.astype(np.int64), flat
+
+
+def join_ids(prompt: pa.Array, response: pa.Array, mask: pa.Array, *,
+             train_on_observations: bool = False) -> Joined:
+    """Row-wise ``prompt ++ response`` and labels: -100 on the prompt and where the response
+    mask is 0 (unless observations are trained on), the token id elsewhere. Vectorised over
+    the flat buffers: no Python loop per token."""
+    lp, fp = _parts(prompt)
+    lr, fr = _parts(response)
+    lm, fm = _parts(mask)
+    if not np.array_equal(lr, lm):
+        raise ValueError("response ids and response mask differ in length")
+    lt = lp + lr
+    out_off = np.zeros(len(lt) + 1, dtype=np.int64)
+    np.cumsum(lt, out=out_off[1:])
+    p_off = np.concatenate(([0], np.cumsum(lp)))[:-1]
+    r_off = np.concatenate(([0], np.cumsum(lr)))[:-1]
+    ids = np.empty(int(out_off[-1]), dtype=np.int32)
+    labels = np.empty_like(ids)
+    at_p = np.arange(len(fp), dtype=np.int64) + np.repeat(out_off[:-1] - p_off, lp)
+    at_r = np.arange(len(fr), dtype=np.int64) + np.repeat(out_off[:-1] + lp - r_off, lr)
+    ids[at_p] = fp
+    ids[at_r] = fr
+    labels[at_p] = IGNORE_INDEX
+    generated = fm.astype(bool)
+    labels[at_r] = fr if train_on_observations else np.where(generated, fr, IGNORE_INDEX)
+    offsets = pa.array(out_off.astype(np.int32))
+    return Joined(
+        input_ids=pa.ListArray.from_arrays(offsets, pa.array(ids)),
+        labels=pa.ListArray.from_arrays(offsets, pa.array(labels)),
+        num_tokens=lt,
+        prompt_tokens=int(lp.sum()),
+        observation_tokens=int(len(fm) - generated.sum()),
+        trainable_tokens=int((labels != IGNORE_INDEX).sum()),
+    )
