@@ -15,6 +15,7 @@ from ._exec import exec_cmd
 from ._push import pull, push
 from ._record import record
 from ._rollout import rollout
+from ._serve import serve
 from ._store import store
 from ._tools import tools
 from ._validate import validate
@@ -54,6 +55,7 @@ cli.add_command(rollout)
 cli.add_command(push)
 cli.add_command(pull)
 cli.add_command(build)
+cli.add_command(serve)
 
 
 def main() -> None:

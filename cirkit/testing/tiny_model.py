@@ -1,0 +1,228 @@
+"""The tiny CIR model the vLLM tests serve: built from a recipe, cached by the recipe's hash.
+
+No model can be downloaded in the tests, so one is made: a byte-level BPE tokenizer with Qwen3's
+control tokens and chat layout, and a 3M-parameter ``Qwen3ForCausalLM`` (head_dim 64, the
+smallest vLLM's CPU attention takes) trained for a few minutes on scripted CIR traces over the
+demo corpus until greedy decoding writes well-formed code blocks and then an answer. It is not
+smart; it speaks the format, which is what a rollout test needs.
+
+The build has two halves: traces and tokenizer here (cirkit's env: recorders, tokenizers), the
+torch training in ``_train.py`` under a python that has torch and transformers (by default the
+dedicated vLLM venv, see ``vllm_env``). ``python -m cirkit.testing.tiny_model OUT_DIR`` builds
+into OUT_DIR; ``ensure_tiny_model()`` builds once into the cache and returns the directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from recorders import RENDERER_VERSION, RecordersError, canonical_json
+from recorders.backends._corpus import cache_dir as _cache_root
+
+from .._prompts import BUILTIN_TEMPLATE
+from .._validate import validate
+from ._traces import (
+    ADDED_TOKENS,
+    EOS_TOKEN,
+    SPECIAL_TOKENS,
+    encode_trace,
+    make_probes,
+    make_traces,
+    train_tokenizer,
+    write_tokenizer_files,
+)
+
+__all__ = ["MANIFEST", "MODEL_NAME", "RECIPE", "TinyModelError", "build_tiny_model",
+           "ensure_tiny_model", "recipe_sha256"]
+
+MODEL_NAME = "cirkit-tiny"
+MANIFEST = "cirkit-tiny.json"
+#: Everything that decides the model's bytes; its hash (with the builder's source) names the
+#: cache entry, so changing any of it builds a new model.
+RECIPE: dict[str, Any] = {
+    "format": 1,
+    "seed": 20250801,
+    "num_traces": 640,
+    "num_probe_traces": 2,
+    "vocab_size": 3072,
+    "model": {"hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 4,
+              "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 64,
+              "max_position_embeddings": 4096, "tie_word_embeddings": True,
+              "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0}},
+    # One round (~3 min on 2 cores) normally suffices; more rounds only if a probe fails.
+    "train": {"batch_size": 4, "lr": 2e-3, "warmup_steps": 30, "steps_per_round": 200,
+              "min_rounds": 1, "max_rounds": 4, "samples": 8, "min_sampled_ok": 0.75},
+}
+_HERE = Path(__file__).resolve().parent
+_SOURCES = ("_traces.py", "_train.py")  # what decides the model's bytes (not this file)
+
+
+class TinyModelError(RecordersError):
+    """The tiny model could not be built (training failed or never learned the format)."""
+
+
+def recipe_sha256() -> str:
+    """Hash of the recipe, the trace and training code, the prompt and the renderer version."""
+    h = hashlib.sha256(canonical_json({
+        "recipe": RECIPE, "template": BUILTIN_TEMPLATE.sha256, "renderer": RENDERER_VERSION,
+    }))
+    for name in _SOURCES:
+        h.update((_HERE / name).read_bytes())
+    return h.hexdigest()
+
+
+def _check_probes(result: dict[str, Any], probes: list[dict[str, Any]]) -> list[str]:
+    """cirkit's own validator over the probe generations (the trainer only checks the shape)."""
+    errors = []
+    for spec, got in zip(probes, result.get("probes", []), strict=False):
+        finished = spec["expect"] == "answer"
+        text = "<think>\n" + spec["response_prefix"] + got["text"].removesuffix(EOS_TOKEN)
+        bad = [p for p in validate(text, finished=finished) if p.severity == "error"]
+        if bad:
+            errors.append(f"{spec['expect']} probe: {bad[0].code}: {got['text'][-200:]!r}")
+    return errors
+
+
+def _tail(text: str, n: int = 30) -> str:
+    return "\n".join(text.rstrip().splitlines()[-n:])
+
+
+def _run_trainer(cmd: list[str], log_path: Path, echo: bool) -> tuple[int, str]:
+    """Run the trainer, teeing its output to ``log_path`` (and stderr with ``echo``) as it
+    comes, so a long build shows progress."""
+    lines: list[str] = []
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    with log_path.open("w", encoding="utf-8") as log, subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            log.write(line)
+            log.flush()
+            if echo:
+                print(line, end="", file=sys.stderr, flush=True)
+    return proc.returncode, "".join(lines)
+
+
+def build_tiny_model(out: Path, *, python: str | os.PathLike[str] | None = None,
+                     cache_dir: Path | None = None, log: bool = True) -> dict[str, Any]:
+    """Build the model into the (empty or new) directory ``out``; returns the manifest.
+
+    ``python`` must have torch and transformers; by default the dedicated vLLM venv's.
+    """
+    started = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    if python is None:
+        from .vllm_env import ensure_vllm_venv
+
+        python = ensure_vllm_venv(cache_dir)
+    n_probe = int(RECIPE["num_probe_traces"])
+    traces = make_traces(int(RECIPE["num_traces"]) + n_probe, seed=int(RECIPE["seed"]),
+                         cache_dir=cache_dir)
+    train_traces, probe_traces = traces[n_probe:], traces[:n_probe]
+    tok = train_tokenizer(["".join(p.text for p in t) for t in train_traces],
+                          int(RECIPE["vocab_size"]))
+    cfg = RECIPE["model"]
+    ids = write_tokenizer_files(tok, out, model_max_length=int(cfg["max_position_embeddings"]))
+    examples = [dict(zip(("ids", "mask"), encode_trace(tok, t), strict=True)) for t in train_traces]
+    probes = make_probes(tok, probe_traces)
+    config = {**cfg, "vocab_size": tok.get_vocab_size(), "bos_token_id": ids["<|endoftext|>"],
+              "eos_token_id": ids[EOS_TOKEN], "pad_token_id": ids["<|endoftext|>"]}
+    spec = {"seed": RECIPE["seed"], "config": config, **RECIPE["train"],
+            "examples": examples, "probes": probes, "eos_token": EOS_TOKEN,
+            "stop_ids": [ids[EOS_TOKEN], ids["<end_code>"]]}
+    (out / "train.json").write_text(json.dumps(spec))
+    code, output = _run_trainer([os.fspath(python), "-I", str(_HERE / "_train.py"), str(out)],
+                                out / "train.log", log)
+    result_path = out / "train_result.json"
+    if code not in (0, 3) or not result_path.is_file():
+        raise TinyModelError(f"training the tiny model failed (exit {code}):\n{_tail(output)}",
+                             hint=f"the trainer ran with {python}; see {out / 'train.log'}")
+    result = json.loads(result_path.read_text())
+    problems = _check_probes(result, probes)
+    if code == 3 or problems:
+        raise TinyModelError("the tiny model did not learn the CIR format: "
+                             + ("; ".join(problems) or "a probe failed"),
+                             hint="raise RECIPE['train']['max_rounds'] or the learning rate")
+    (out / "train.json").unlink()
+    manifest = {
+        "name": MODEL_NAME, "recipe_sha256": recipe_sha256(), "recipe": RECIPE,
+        "seed": RECIPE["seed"], "training_steps": result["steps"], "rounds": result["rounds"],
+        "final_loss": result["final_loss"], "train_seconds": result["train_seconds"],
+        "sampled_ok": result["sampled_ok"],
+        "build_seconds": round(time.perf_counter() - started, 1), "torch": result["torch"],
+        "vocab_size": tok.get_vocab_size(),
+        "token_ids": {t: ids[t] for t in (*SPECIAL_TOKENS, *ADDED_TOKENS)},
+        "probes": [{"expect": p["expect"], "text": p["text"]} for p in result["probes"]],
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _complete(path: Path) -> bool:
+    try:
+        meta = json.loads((path / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(meta.get("recipe_sha256") == recipe_sha256()
+                and (path / "model.safetensors").is_file())
+
+
+def ensure_tiny_model(cache_dir: str | os.PathLike[str] | None = None, *,
+                      python: str | os.PathLike[str] | None = None) -> Path:
+    """The cached tiny model's directory, built on first use (once, under a file lock, in a
+    temp dir renamed into place so a crash never leaves half a model)."""
+    from filelock import FileLock
+
+    root = _cache_root(cache_dir)
+    final = root / "models" / f"{MODEL_NAME}-{recipe_sha256()[:16]}"
+    if _complete(final):
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(final) + ".lock"):
+        if _complete(final):
+            return final
+        if final.exists():
+            shutil.rmtree(final)
+        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-"))
+        try:
+            build_tiny_model(tmp, python=python, cache_dir=Path(root))
+            for f in tmp.iterdir():  # a cache may be shared: readable by all
+                f.chmod(0o644)
+            os.chmod(tmp, 0o755)
+            os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return final
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m cirkit.testing.tiny_model",
+                                 description="Build the tiny CIR model into OUT_DIR.")
+    ap.add_argument("out_dir", type=Path)
+    ap.add_argument("--python", help="a python with torch and transformers "
+                                     "(default: the dedicated vLLM venv)")
+    args = ap.parse_args(argv)
+    try:
+        manifest = build_tiny_model(args.out_dir, python=args.python)
+    except RecordersError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps({k: manifest[k] for k in ("recipe_sha256", "training_steps",
+                                               "final_loss", "build_seconds")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

