@@ -184,16 +184,10 @@ def _num_results(args: Mapping[str, Any]) -> int:
     return num
 
 
-class LocalSearch:
-    """BM25 search over a local corpus; ``corpus=None`` is the demo Wikipedia corpus.
-
-    The corpus and index load on first use (a replay never pays for them); call ``prepare()``
-    to load them up front. ``index_info`` then says where the index came from and how long it
-    took.
-    """
+class _CorpusBackend:
+    """What both local backends share: a corpus file (or the demo corpus), loaded on first use."""
 
     name = "local"
-    tool = SEARCH
 
     def __init__(
         self, *, corpus: CorpusSpec = None, cache_dir: str | os.PathLike[str] | None = None
@@ -205,7 +199,6 @@ class LocalSearch:
         self._spec = corpus
         self._cache = cache_dir
         self._corpus: Corpus | None = None
-        self._index: _Index | None = None
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -216,6 +209,23 @@ class LocalSearch:
         if self._corpus is None:
             self._corpus = load_corpus(self._spec, self._cache)
         return self._corpus
+
+
+class LocalSearch(_CorpusBackend):
+    """BM25 search over a local corpus; ``corpus=None`` is the demo Wikipedia corpus.
+
+    The corpus and index load on first use (a replay never pays for them); call ``prepare()``
+    to load them up front. ``index_info`` then says where the index came from and how long it
+    took.
+    """
+
+    tool = SEARCH
+
+    def __init__(
+        self, *, corpus: CorpusSpec = None, cache_dir: str | os.PathLike[str] | None = None
+    ) -> None:
+        super().__init__(corpus=corpus, cache_dir=cache_dir)
+        self._index: _Index | None = None
 
     @property
     def index_info(self) -> dict[str, Any]:
@@ -258,32 +268,11 @@ class LocalSearch:
         return Response(search_data(results, raw=raw))
 
 
-class LocalVisit:
+class LocalVisit(_CorpusBackend):
     """A visit to a corpus URL: the doc's full text; an unknown URL is a 404 result."""
 
-    name = "local"
     tool = VISIT
 
-    def __init__(
-        self, *, corpus: CorpusSpec = None, cache_dir: str | os.PathLike[str] | None = None
-    ) -> None:
-        if corpus is not None and not isinstance(corpus, Corpus) and not Path(corpus).is_file():
-            raise RecordersError(f"corpus file not found: {corpus}",
-                                 hint="give a .jsonl, .jsonl.gz or .parquet file, or omit it "
-                                      "for the demo Wikipedia corpus")
-        self._spec = corpus
-        self._cache = cache_dir
-        self._corpus: Corpus | None = None
-
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        return ()
-
-    @property
-    def corpus(self) -> Corpus:
-        if self._corpus is None:
-            self._corpus = load_corpus(self._spec, self._cache)
-        return self._corpus
 
     async def handle(self, args: Mapping[str, Any]) -> Response:
         url = str(args.get("url", "")).strip()
