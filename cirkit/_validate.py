@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import re
 from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -102,8 +103,14 @@ class _Report:
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self.newlines = [i for i, c in enumerate(text) if c == "\n"]
+        self._newlines: list[int] | None = None  # found only when a problem needs line:col
         self.problems: list[Problem] = []
+
+    @property
+    def newlines(self) -> list[int]:
+        if self._newlines is None:
+            self._newlines = [m.start() for m in re.finditer("\n", self.text)]
+        return self._newlines
 
     def add(self, code: str, offset: int, message: str | None = None) -> None:
         line = bisect_right(self.newlines, offset - 1)
