@@ -197,7 +197,7 @@ def main() -> None:
     args = ap.parse_args()
     n = 2000 if args.quick else args.rows
     paths = [p.strip() for p in args.paths.split(",") if p.strip()]
-    console = Console(highlight=False)
+    console = Console(highlight=False, width=120)
     with tempfile.TemporaryDirectory(prefix="cirkit-bench-build-") as tmp:
         d = args.keep or Path(tmp)
         d.mkdir(parents=True, exist_ok=True)
