@@ -8,6 +8,7 @@ II-Search-CIR-4B's model card.
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,8 @@ def parse_rope_scaling(value: str) -> dict[str, Any] | None:
 def serve(model: str, port: int, host: str, python: str | None, served_model_name: str | None,
           rope_scaling: str, cpu: bool, max_model_len: int | None, log_path: Path | None,
           timeout: float, vllm_args: tuple[str, ...]) -> None:
-    """Start vLLM's OpenAI-compatible server for MODEL and keep it up until Ctrl-C.
+    """Start vLLM's OpenAI-compatible server for MODEL and keep it up until Ctrl-C (or
+    SIGTERM); vLLM and its engine processes stop with it.
 
     Arguments after ``--`` go to vLLM unchanged.
     """
@@ -67,6 +69,10 @@ def serve(model: str, port: int, host: str, python: str | None, served_model_nam
                             log_path=log_path, startup_timeout=timeout)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
+    def terminate(signum: int, frame: object) -> None:  # `kill`: stop vLLM too, as Ctrl-C
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminate)
     try:
         server.start(wait=False)
         click.echo(f"starting vLLM for {model} (log: {server.log_path}) ...", err=True)
@@ -80,3 +86,4 @@ def serve(model: str, port: int, host: str, python: str | None, served_model_nam
         click.echo("stopping the vLLM server ...", err=True)
     finally:
         server.stop()
+        signal.signal(signal.SIGTERM, previous)

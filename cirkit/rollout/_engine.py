@@ -28,8 +28,9 @@ __all__ = [
 ]
 
 EXEC_VERSION = 1  # part of every code_exec key: bump when the sandbox's semantics change
-NO_CODE = ("Error: no well-formed code block before <end_code>. Write <start_code>, then a "
-           "```python fence, the code, a closing fence and <end_code>.")
+# Names no marker literally: an observation must never hold a token the model only generates.
+NO_CODE = ("Error: no well-formed code block was found. Open the block with the start-code "
+           "marker and a python fence, and close it with a fence and the end-code marker.")
 
 
 @dataclass(slots=True, frozen=True)

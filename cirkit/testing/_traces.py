@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,16 +59,22 @@ CHAT_TEMPLATE = (
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )
 
+_TITLE = re.compile(r"[A-Za-z][A-Za-z0-9 '-]{2,}")
 _DATES = ["2025-08-01", "2025-03-14T09:30:00Z", "2024-11-05", "2026-01-20T18:00:00Z"]
 _QUESTIONS = ["Who or what is {x}?", "What is {x}?", "Tell me about {x}.",
               "What do you know about {x}?"]
-_OPENERS = ["I need to find out about {x}. Let me search for it.",
-            "Let me search the web for {x}.",
-            "I should look up {x} first."]
-_READ = ["The first result looks relevant. Let me read it.",
-         "Let me visit the top result to read more.",
-         "I will open the first page."]
-_DONE = ["I have what I need.", "The page answers the question.", "That is enough to answer."]
+# One fixed sentence per situation: with alternatives, a model this small blends them ("...
+# the article on X of the question.") and loses its place. The title appears only in the
+# question, the query and the answer; in more places, it jumped from prose into code.
+_OPENERS = ["I need to find this out. Let me search for it."]
+_READ = ["The first result looks relevant. Let me read it."]
+_RETRY = ["Nothing came back. Let me try another query."]
+_REREAD = ["That page does not exist. Let me open the first result instead."]
+_SETTLE = ["I could not open the page. The search results are enough."]
+# Answers are templates: free text (say the page's first sentence) makes a model this small
+# loop under greedy decoding ("the capital of the capital of ...") and never reach EOS.
+_ANSWERS = ["The answer is in the article on {x}."]
+_DONE = ["I have what I need."]
 
 
 @dataclass(slots=True, frozen=True)
@@ -94,16 +101,10 @@ def cir_prompt(question: str, *, date: str = "2025-08-01") -> str:
 
 
 def _usable(title: str, text: str) -> bool:
-    """Short, plain titles and short pages keep the sequences short and the code valid; a
-    short first sentence (the answer) keeps greedy decoding from looping before EOS."""
+    """Short pages keep the sequences short; plain titles (no quote, no period) keep the
+    code valid and the sentence ends unambiguous."""
     words = len(text.split())
-    return (title.isascii() and 3 <= len(title) <= 32 and '"' not in title
-            and "\\" not in title and 12 <= words <= 60 and ". " in text
-            and len(_first_sentence(text).split()) <= 16)
-
-
-def _first_sentence(text: str) -> str:
-    return text.split(". ", 1)[0].strip() + "."
+    return bool(_TITLE.fullmatch(title)) and len(title) <= 32 and 12 <= words <= 60
 
 
 async def _observe(tool: Any, args: dict[str, Any], name: str) -> str:
@@ -112,40 +113,86 @@ async def _observe(tool: Any, args: dict[str, Any], name: str) -> str:
     return render(name, resp.data, args) + "\n"
 
 
+def _block(lead: str, code: str) -> str:
+    return lead + "\n" + CODE_OPEN + code + CODE_CLOSE
+
+
+def _junk_query(rng: random.Random, search: LocalSearch) -> str:
+    """A made-up word the corpus does not know: its search says "No results found."."""
+    while True:
+        word = "".join(rng.choice("bcdfghjklmnpqrstvwxz") for _ in range(rng.randint(5, 8)))
+        if not search.search(word, 1):
+            return word.capitalize()
+
+
+def _missing_url(rng: random.Random, visit: LocalVisit, title: str) -> str:
+    """A plausible Wikipedia URL that is not in the corpus: its visit is a 404."""
+    base = "https://en.wikipedia.org/wiki/" + title.replace(" ", "_")
+    for suffix in rng.sample(["_(film)", "_(band)", "_history", "s", "_(disambiguation)"], 5):
+        if visit.corpus.lookup(base + suffix) is None:
+            return base + suffix
+    return base + "_" + str(rng.randint(1000, 9999))
+
+
 async def _trace(rng: random.Random, search: LocalSearch, visit: LocalVisit, title: str,
-                 num: int) -> Trace:
+                 num: int, variant: str) -> Trace:
+    """One trace. ``variant`` "retry" opens with a search that finds nothing, "404" with a
+    visit to a missing page: those failing blocks are not trained on (the model should not
+    learn to write them), what the trace does next is (it should learn to recover: search
+    again; visit the right URL or answer from the search results)."""
     question = rng.choice(_QUESTIONS).format(x=title)
-    prompt = cir_prompt(question, date=rng.choice(_DATES))
-    code1 = f'print(web_search("{title}", {num}))'
-    obs1 = await _observe(search, {"query": title, "num_results": num}, SEARCH)
+    pieces = [Piece(cir_prompt(question, date=rng.choice(_DATES)), False)]
+
+    async def step(gen: str, trained: bool, tool: Any, args: dict[str, Any], name: str) -> None:
+        # continuation() puts "\n```output\n...```" after the block: only that is injected.
+        obs = await _observe(tool, args, name)
+        pieces.extend([Piece(gen, trained), Piece(continuation(gen, obs)[len(gen):], False)])
+
+    lead = rng.choice(_OPENERS)
+    if variant == "retry":
+        junk = _junk_query(rng, search)
+        await step(_block(lead, f'print(web_search("{junk}", {num}))'), False, search,
+                   {"query": junk, "num_results": num}, SEARCH)
+        lead = "\n" + rng.choice(_RETRY)
+    await step(_block(lead, f'print(web_search("{title}", {num}))'), True, search,
+               {"query": title, "num_results": num}, SEARCH)
     hits = search.search(title, num)
     url = hits[0][0].url if hits else "https://en.wikipedia.org/wiki/" + title.replace(" ", "_")
-    page = hits[0][0].text if hits else title
-    code2 = f'print(web_visit("{url}"))'
-    obs2 = await _observe(visit, {"url": url}, VISIT)
-    gen1 = rng.choice(_OPENERS).format(x=title) + "\n" + CODE_OPEN + code1 + CODE_CLOSE
-    gen2 = "\n" + rng.choice(_READ) + "\n" + CODE_OPEN + code2 + CODE_CLOSE
-    answer = (f"\n{rng.choice(_DONE)}\n{THINK_CLOSE}\n\n{_first_sentence(page)}\n\n"
-              f"Source: {url}{EOS_TOKEN}")
-    # continuation() puts "\n```output\n...```" after each block: only that part is injected.
-    inj1 = continuation(gen1, obs1)[len(gen1):]
-    inj2 = continuation(gen2, obs2)[len(gen2):]
-    return [Piece(prompt, False), Piece(gen1, True), Piece(inj1, False), Piece(gen2, True),
-            Piece(inj2, False), Piece(answer, True)]
+    page = hits[0][0].title if hits else title
+    lead = "\n" + rng.choice(_READ)
+    done = rng.choice(_DONE)
+    if variant == "404":
+        bad = _missing_url(rng, visit, page)
+        await step(_block(lead, f'print(web_visit("{bad}"))'), False, visit, {"url": bad}, VISIT)
+        lead = "\n" + rng.choice(_REREAD)
+        # Half the time the model settles for the search results: a model that keeps missing
+        # the URL must not learn to retry forever.
+        if rng.random() < 0.5:
+            lead, done = "", rng.choice(_SETTLE)
+    if lead:
+        await step(_block(lead, f'print(web_visit("{url}"))'), True, visit, {"url": url}, VISIT)
+    answer = (f"\n{done}\n{THINK_CLOSE}\n\n{rng.choice(_ANSWERS).format(x=page)}"
+              f"\n\nSource: {url}{EOS_TOKEN}")
+    pieces.append(Piece(answer, True))
+    return pieces
 
 
 def make_traces(n: int, *, seed: int, cache_dir: Path | None = None) -> list[Trace]:
-    """``n`` scripted traces (question → search → visit the top hit → answer with its first
-    sentence), chosen from the demo corpus with ``seed``: same seed, same traces."""
+    """``n`` scripted traces (question → search → visit the top hit → a short answer naming
+    it and its URL), chosen from the demo corpus with ``seed``: same seed, same traces. Every
+    fourth trace first meets an empty search, every fourth a missing page (see ``_trace``);
+    the first three are one of each."""
     search = LocalSearch(cache_dir=cache_dir)
     visit = LocalVisit(cache_dir=cache_dir)
     docs = [d for d in search.corpus.docs if _usable(d.title, d.text)]
     rng = random.Random(seed)
     chosen = rng.sample(docs, min(n, len(docs)))
+    variants = ("plain", "retry", "404", "plain")
 
     async def run() -> list[Trace]:
-        return [await _trace(rng, search, visit, d.title, rng.choice((2, 3, 3)))
-                for d in chosen]
+        return [await _trace(rng, search, visit, d.title, rng.choice((2, 3, 3)),
+                             variants[i % len(variants)])
+                for i, d in enumerate(chosen)]
 
     return asyncio.run(run())
 
@@ -163,13 +210,18 @@ def encode_trace(tok: Any, trace: Trace) -> tuple[list[int], list[int]]:
 
 
 def make_probes(tok: Any, traces: list[Trace]) -> list[dict[str, Any]]:
-    """Greedy-decoding checks from held-out traces: after the prompt and after the first
-    observation a code block must follow; after the second, ``</think>`` and the answer."""
+    """Greedy-decoding checks from held-out traces, one before each trained piece: a code
+    block must follow the prompt and each observation, except the last, after which
+    ``</think>`` and the answer must come."""
     out = []
     for t in traces:
-        for cut, expect, n in ((1, "code", 96), (3, "code", 128), (5, "answer", 192)):
+        for cut in range(1, len(t)):
+            if not t[cut].trained:
+                continue
             ids, _ = encode_trace(tok, t[:cut])
-            out.append({"ids": ids, "expect": expect, "max_new_tokens": n,
+            last = cut == len(t) - 1
+            out.append({"ids": ids, "expect": "answer" if last else "code",
+                        "max_new_tokens": 192 if last else 128,
                         "response_prefix": "".join(p.text for p in t[1:cut])})
     return out
 

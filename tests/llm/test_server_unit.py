@@ -69,7 +69,8 @@ def _alive(pid: int) -> bool:
 def test_dead_server_error_carries_the_log_tail(tmp_path: Path) -> None:
     py = _fake_python(tmp_path, 'echo "INFO loading model $4"\n'
                                 'echo "OSError: no config.json in $4" >&2\nexit 3')
-    server = VllmServer(tmp_path / "no-such-model", python=py, startup_timeout=30)
+    server = VllmServer(tmp_path / "no-such-model", python=py, startup_timeout=30,
+                        log_path=tmp_path / "server.log")
     with pytest.raises(VllmServerError) as err:
         server.start()
     msg = str(err.value)
@@ -82,7 +83,8 @@ def test_dead_server_error_carries_the_log_tail(tmp_path: Path) -> None:
 
 def test_timeout_kills_the_server_and_says_so(tmp_path: Path) -> None:
     py = _fake_python(tmp_path, 'echo "still compiling kernels"\nexec sleep 600')
-    server = VllmServer("m", python=py, startup_timeout=1.0, stop_timeout=5)
+    server = VllmServer("m", python=py, startup_timeout=1.0, stop_timeout=5,
+                        log_path=tmp_path / "server.log")
     t = time.monotonic()
     with pytest.raises(VllmServerError, match="was not ready after 1 s") as err:
         server.start()
@@ -93,7 +95,7 @@ def test_timeout_kills_the_server_and_says_so(tmp_path: Path) -> None:
 
 def test_missing_python_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(VllmServerError, match="cannot run"):
-        VllmServer("m", python=tmp_path / "nope").start()
+        VllmServer("m", python=tmp_path / "nope", log_path=tmp_path / "server.log").start()
 
 
 def test_ready_then_stopped_with_its_process_group(tmp_path: Path) -> None:
@@ -164,7 +166,8 @@ def test_parse_rope_scaling() -> None:
 def test_cli_serve_reports_a_dying_server(tmp_path: Path) -> None:
     py = _fake_python(tmp_path, 'echo "ValueError: bad model" >&2\nexit 1')
     result = CliRunner().invoke(serve, ["some-model", "--python", str(py), "--port", "0",
-                                        "--cpu", "--", "--enforce-eager"])
+                                        "--log", str(tmp_path / "server.log"), "--cpu", "--",
+                                        "--enforce-eager"])
     assert isinstance(result.exception, VllmServerError)
     assert "ValueError: bad model" in str(result.exception)
     assert "--enforce-eager" in (result.exception.hint or "")
@@ -182,7 +185,8 @@ def test_cli_serve_prints_the_url_and_stops_on_interrupt(tmp_path: Path,
 
     monkeypatch.setattr(VllmServer, "wait", interrupt)
     port = str(free_port())
-    result = CliRunner().invoke(serve, [str(model), "--python", str(py), "--port", port])
+    result = CliRunner().invoke(serve, [str(model), "--python", str(py), "--port", port,
+                                        "--log", str(tmp_path / "server.log")])
     assert result.exit_code == 0, result.output
     assert f"http://127.0.0.1:{port}/v1" in result.output
     grandchild = int((model / "grandchild.pid").read_text())

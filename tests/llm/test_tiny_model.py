@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -34,23 +35,41 @@ def traces() -> list[_traces.Trace]:
 def test_traces_are_valid_cir_with_real_observations(traces: list[_traces.Trace]) -> None:
     assert traces == make_traces(12, seed=7)  # same seed, same traces
     search, visit = LocalSearch(), LocalVisit()
+    shapes = set()
     for t in traces:
         assert t[0].text.endswith("<|im_start|>assistant\n<think>\n") and not t[0].trained
         response = "".join(p.text for p in t[1:]).removesuffix("<|im_end|>")
         problems = validate("<think>\n" + response)
         assert [p for p in problems if p.severity == "error"] == [], problems
-        outputs = [s.body for s in parse("<think>\n" + response) if s.kind == "output"]
-        code = [s.body for s in parse("<think>\n" + response) if s.kind == "code"]
-        query = code[0].split('"')[1]
-        num = int(code[0].rsplit(", ", 1)[1].rstrip(")"))
-        url = code[1].split('"')[1]
-        hits = asyncio.run(search.handle({"query": query, "num_results": num})).data
-        page = asyncio.run(visit.handle({"url": url})).data
-        assert outputs[0] == render(SEARCH, hits, {"num_results": num}) + "\n"
-        assert outputs[1] == render(VISIT, page, {"url": url}) + "\n"
+        segs = [s for s in parse("<think>\n" + response) if s.kind in ("code", "output")]
+        for code, output in zip(segs[::2], segs[1::2], strict=True):
+            m = re.fullmatch(r'print\(web_(search|visit)\("([^"]+)"(?:, (\d))?\)\)', code.body)
+            assert m is not None, code.body
+            if m[1] == "search":
+                args = {"query": m[2], "num_results": int(m[3])}
+                data = asyncio.run(search.handle(args)).data
+                assert output.body == render(SEARCH, data, args) + "\n"
+            else:
+                data = asyncio.run(visit.handle({"url": m[2]})).data
+                assert output.body == render(VISIT, data, {"url": m[2]}) + "\n"
         # Observations (and the newline before them) are injected: never trained on.
-        assert [p.trained for p in t] == [False, True, False, True, False, True]
-        assert t[2].text.startswith("\n```output\n") and t[1].text.endswith(END_CODE)
+        for gen, obs in zip(t[1:-1:2], t[2:-1:2], strict=True):
+            assert gen.text.endswith(END_CODE) and obs.text.startswith("\n```output\n")
+            assert not obs.trained
+        assert t[-1].trained and t[-1].text.endswith("<|im_end|>")
+        shapes.add(tuple(p.trained for p in t))
+        if not t[1].trained:  # the failed first search is shown, not taught
+            assert "No results found." in t[2].text
+    assert len(shapes) >= 3  # plain, empty search first, missing page first (+ settle)
+
+
+def test_probes_stop_before_each_trained_piece(traces: list[_traces.Trace]) -> None:
+    tok = train_tokenizer(["".join(p.text for p in t) for t in traces], 600)
+    probes = _traces.make_probes(tok, traces[:3])
+    want = [e for t in traces[:3] for e in
+            ["code"] * (sum(p.trained for p in t) - 1) + ["answer"]]
+    assert [p["expect"] for p in probes] == want and want.count("answer") == 3
+    assert all(p["ids"] for p in probes)
 
 
 def test_tokenizer_keeps_markers_whole_and_matches_the_chat_template(

@@ -113,6 +113,7 @@ async def test_malformed_block_gets_a_hint_observation(
     rec = await run_rollout(Q, 0, cfg=CFG, tok=chat_tokenizer, client=model, runner=runner)
     assert rec["code_blocks"][0]["error"] == "no_code"
     assert "no well-formed code block" in rec["code_blocks"][0]["output"]
+    assert "<end_code>" not in rec["code_blocks"][0]["output"]
 
 
 async def _run_dir(tok: ChatTokenizer, sandbox: Sandbox, store: Store, out: Path,
