@@ -239,11 +239,14 @@ async def exchange(w: WorkerLink, ch: Channel, code: str, limits: Limits, *,
             w.send({"op": "kill"})
             grace = loop.time() + 5.0
 
+    lost = False  # the worker died while the child may still be finishing
     alarm = _Alarm(w.events, ch.id)
     try:
         while True:
             if (exited is not None or done is not None) and not ch.open and not persistent:
                 break  # the child closed its descriptors at exit: its status came in DONE
+            if lost and not ch.open:
+                break
             if exited is not None and persistent:
                 break
             if persistent and done is not None and exited is None:
@@ -273,8 +276,13 @@ async def exchange(w: WorkerLink, ch: Channel, code: str, limits: Limits, *,
                 if done is None and not calls and not ch.capture.chunks and reason is None:
                     raise WorkerLost  # nothing of the block was seen: it can run elsewhere
                 worker_ok = False
-                reason, detail = reason or "killed", detail or "the sandbox worker stopped"
-                break
+                if persistent or reason is not None or not ch.open:
+                    reason, detail = reason or "killed", detail or "the sandbox worker stopped"
+                    break
+                # The child dies with its worker (parent-death signal), but it may have finished
+                # the block first: read what it sent until its pipes close, then judge.
+                lost = True
+                grace = loop.time() + 1.0
             elif kind == "bad":
                 stop("killed", "the code block broke the sandbox protocol")
             elif kind == "frame":
@@ -294,6 +302,8 @@ async def exchange(w: WorkerLink, ch: Channel, code: str, limits: Limits, *,
     if not persistent or exited is not None:
         ch.drain_pipes()
 
+    if lost and done is None and reason is None:
+        reason, detail = "killed", "the sandbox worker stopped"
     error = reason or reason_of(done, exited, limits)
     if done is not None and done.get("error") == "setup":
         detail = f"the sandbox could not set up the block: {done.get('detail')}"
