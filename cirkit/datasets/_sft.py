@@ -6,6 +6,12 @@ response_token_ids`` and ``labels`` are -100 on the prompt and on observation to
 traces are tokenized piece by piece so that the mask falls exactly on piece borders. Each row
 also carries ``messages`` (system, user, assistant with the whole CIR text), so TRL can use
 either the tokens (``input_ids`` + ``labels``, read as they are) or the conversation.
+
+TRL 1.x's ``SFTTrainer`` treats a dataset with ``input_ids`` as pre-tokenized and keeps a
+``labels`` column as it is (its collator pads it with -100); ``assistant_masks`` /
+``completion_mask`` columns would only be read when ``labels`` is absent, so the rows carry
+none. ``tests/cirkit/datasets/test_trl_consumer.py`` trains the tiny model on a built dataset
+with the pinned TRL and checks the labels its collator produces.
 """
 
 from __future__ import annotations
@@ -53,9 +59,22 @@ ds = load_dataset("parquet", data_files="data/{split}-*.parquet", split="train")
 ```
 
 TRL's `SFTTrainer` takes the rows as they are: a dataset with `input_ids` counts as
-pre-tokenized, and its collator keeps the `labels` column (-100 on prompt and observation
-tokens). The `messages` column holds the same conversation as text (system, user, and one
-assistant turn with the whole CIR trace) for trainers that apply the chat template themselves.
+pre-tokenized (nothing is re-tokenized from `messages`), and its collator uses the `labels`
+column as is: -100 on prompt and observation tokens (and on padding). One setting matters:
+
+```python
+from trl import SFTConfig, SFTTrainer
+
+config = SFTConfig(output_dir="out", max_length=None)  # this build kept rows <= {max_tokens} tokens
+trainer = SFTTrainer(model="<the tokenizer's model>", args=config, train_dataset=ds)
+```
+
+TRL's default `max_length` (1024) cuts every longer row and drops the rows left with no
+trainable token: pass `max_length=None` (or at least the longest row). Leave
+`assistant_only_loss` and `completion_only_loss` unset: they only shape the labels of data TRL
+tokenizes itself. The `messages` column holds the same conversation as text (system, user, and
+one assistant turn with the whole CIR trace) for trainers that apply the chat template
+themselves.
 """
 
 
@@ -302,4 +321,5 @@ def build_sft(inputs: Sequence[str | Path], out: str | Path, *,
     }
     return finish_build(out, writer=b.writer, funnel=b.funnel, report=report,
                         manifest=manifest, plots=plots,
-                        usage=_USAGE.replace("{split}", opts.split))
+                        usage=_USAGE.replace("{split}", opts.split).replace(
+                            "{max_tokens}", str(opts.max_tokens)))

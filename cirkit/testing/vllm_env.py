@@ -61,8 +61,10 @@ def _clean_env() -> dict[str, str]:
     return env
 
 
-def _run(cmd: list[str], log: Path, what: str) -> str:
-    """Run ``cmd``, appending its output to ``log``; a clear error with the tail on failure."""
+def _run(cmd: list[str], log: Path, what: str,
+         error: type[VllmEnvError] = VllmEnvError) -> str:
+    """Run ``cmd``, appending its output to ``log``; a clear ``error`` with the tail on
+    failure."""
     with log.open("a", encoding="utf-8") as f:
         f.write(f"$ {' '.join(cmd)}\n")
         f.flush()
@@ -71,8 +73,8 @@ def _run(cmd: list[str], log: Path, what: str) -> str:
         f.write(proc.stdout)
     if proc.returncode != 0:
         tail = "\n".join(proc.stdout.rstrip().splitlines()[-25:])
-        raise VllmEnvError(f"{what} failed (exit {proc.returncode}):\n{tail}",
-                           hint=f"full output in {log}; pip needs access to a package index")
+        raise error(f"{what} failed (exit {proc.returncode}):\n{tail}",
+                    hint=f"full output in {log}; pip needs access to a package index")
     return proc.stdout
 
 

