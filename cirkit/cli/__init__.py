@@ -11,6 +11,7 @@ from recorders import RecordersError
 
 from .. import __version__
 from ._build import build
+from ._demo import demo
 from ._exec import exec_cmd
 from ._push import pull, push
 from ._record import record
@@ -56,6 +57,7 @@ cli.add_command(push)
 cli.add_command(pull)
 cli.add_command(build)
 cli.add_command(serve)
+cli.add_command(demo)
 
 
 def main() -> None:

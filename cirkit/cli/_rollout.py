@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.console import Console
@@ -79,25 +77,15 @@ def rollout(questions: Path, out: Path, model: str, base_urls: tuple[str, ...],
     With --tools-mode replay --llm-mode replay a run needs no server and no network, and gives
     byte-identical output."""
     from .._prompts import PromptTemplate
-    from ..llm import OpenAICompletionClient
     from ..llm._types import Sampling
-    from ..rollout import (
-        ChatTokenizer,
-        RolloutConfig,
-        RolloutLimits,
-        RolloutWriter,
-        exec_runner,
-        load_questions,
-        run_all,
-    )
-    from ..sandbox import Limits, Sandbox
+    from ..rollout import ChatTokenizer, RolloutConfig, RolloutLimits, load_questions
+    from ..rollout._job import RolloutJob, run_job
 
     if store is None and (tools_mode is not Mode.OFF or llm_mode is not Mode.OFF):
         raise click.UsageError("give --store DIR (or use --tools-mode off --llm-mode off)")
     if llm_mode is not Mode.REPLAY and not base_urls:
         raise click.UsageError("give --base-url (a server), or --llm-mode replay")
     qs = load_questions(questions)
-    tok = ChatTokenizer(tokenizer or model)
     cfg = RolloutConfig(
         model=model, date=date, dialect=dialect,
         template=PromptTemplate.from_file(template) if template else None,
@@ -108,34 +96,16 @@ def rollout(questions: Path, out: Path, model: str, base_urls: tuple[str, ...],
         demo_error_hint=demo_error_hint, block_timeout=block_timeout)
     tools = build_recorder(store=store, mode=tools_mode, search_backend=search_backend,
                            visit_backend=visit_backend, corpus=corpus)
-    llm_rec = Recorder(tools.store, mode=llm_mode)
-    writer = RolloutWriter(out, shard_size=shard_size, fmt=fmt)
     console = Console(stderr=True)
-    limits = Limits(wall_time_s=block_timeout)
-    fingerprint = {"version": 1, "wall_time_s": block_timeout, "memory_bytes":
-                   limits.memory_bytes, "persistent": False}
-
-    async def main() -> Any:
-        async with Sandbox(workers=workers, limits=limits, tool_handler=tools.call) as sb, \
-                OpenAICompletionClient(list(base_urls), model, recorder=llm_rec) as client:
-            runner = exec_runner(tools, sb.run, fingerprint=fingerprint)
-            return await run_all(qs, samples=samples, cfg=cfg, tok=tok, client=client,
-                                 runner=runner, writer=writer, concurrency=concurrency,
-                                 console=console)
-
+    job = RolloutJob(questions=qs, out=out, cfg=cfg, tok=ChatTokenizer(tokenizer or model),
+                     tools=tools, llm=Recorder(tools.store, mode=llm_mode), base_urls=base_urls,
+                     samples=samples, concurrency=concurrency, workers=workers, fmt=fmt,
+                     shard_size=shard_size, source=questions.name)
     try:
-        stats = asyncio.run(main())
+        stats, manifest = run_job(job, console=console)
     finally:
-        writer.close()
         if tools.store is not None:
             tools.store.close()
-    manifest = writer.finalize({q.id: i for i, q in enumerate(qs)}, config={
-        "model": model, "samples": samples, "sampling": cfg.sampling.to_json(),
-        "limits": {"max_code_blocks": max_code_blocks, "max_observation_tokens":
-                   max_observation_tokens, "max_response_tokens": max_response_tokens,
-                   "max_total_tokens": max_total_tokens},
-        "date": date, "dialect": dialect, "prompt_template_sha256": cfg.template_sha256(),
-        "questions": questions.name})
     el = max(stats.seconds, 1e-9)
     console.print(f"{stats.done} rollouts in {stats.seconds:.1f} s ({stats.done / el:.2f}/s, "
                   f"{stats.generated_tokens / el:.0f} generated tok/s); {stats.skipped} "

@@ -9,6 +9,7 @@ from ._engine import (
     run_rollout,
     trajectory_id,
 )
+from ._job import RolloutJob, run_job
 from ._questions import Question, load_questions
 from ._run import RunStats, run_all
 from ._writer import ROLLOUT_FORMAT_VERSION, RolloutWriter, read_trajectories
@@ -18,6 +19,7 @@ __all__ = [
     "ChatTokenizer",
     "Question",
     "RolloutConfig",
+    "RolloutJob",
     "RolloutLimits",
     "RolloutWriter",
     "RunStats",
@@ -25,6 +27,7 @@ __all__ = [
     "load_questions",
     "read_trajectories",
     "run_all",
+    "run_job",
     "run_rollout",
     "trajectory_id",
 ]

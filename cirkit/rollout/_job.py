@@ -1,0 +1,79 @@
+"""One rollout job from start to finish: sandbox and client up, every rollout run, shards
+written. ``cirkit rollout`` and ``cirkit demo`` both run their rollouts through it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from recorders import Recorder
+
+from ._chat import ChatTokenizer
+from ._engine import RolloutConfig, exec_runner
+from ._questions import Question
+from ._run import RunStats, run_all
+from ._writer import RolloutWriter
+
+__all__ = ["RolloutJob", "run_job"]
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class RolloutJob:
+    """What to run and where; the recorders say which calls the store answers."""
+
+    questions: Sequence[Question]
+    out: Path
+    cfg: RolloutConfig
+    tok: ChatTokenizer
+    tools: Recorder
+    llm: Recorder
+    base_urls: Sequence[str] = ()
+    samples: int = 1
+    concurrency: int = 32
+    workers: int | None = None
+    fmt: str = "jsonl"
+    shard_size: int = 1000
+    source: str = ""  # the questions file's name, for the manifest
+
+
+def run_job(job: RolloutJob, *, console: Console | None = None) -> tuple[RunStats, dict[str, Any]]:
+    """Run every rollout not finished yet in ``job.out``, then write the shards and the
+    manifest: (the run's stats, the manifest)."""
+    from ..llm import OpenAICompletionClient
+    from ..sandbox import Limits, Sandbox
+
+    cfg = job.cfg
+    writer = RolloutWriter(job.out, shard_size=job.shard_size, fmt=job.fmt)
+    limits = Limits(wall_time_s=cfg.block_timeout)
+    fingerprint = {"version": 1, "wall_time_s": cfg.block_timeout,
+                   "memory_bytes": limits.memory_bytes, "persistent": False}
+
+    async def main() -> RunStats:
+        async with Sandbox(workers=job.workers, limits=limits,
+                           tool_handler=job.tools.call) as sb, \
+                OpenAICompletionClient(list(job.base_urls), cfg.model,
+                                       recorder=job.llm) as client:
+            runner = exec_runner(job.tools, sb.run, fingerprint=fingerprint)
+            return await run_all(list(job.questions), samples=job.samples, cfg=cfg, tok=job.tok,
+                                 client=client, runner=runner, writer=writer,
+                                 concurrency=job.concurrency, console=console)
+
+    try:
+        stats = asyncio.run(main())
+    finally:
+        writer.close()
+    lim = cfg.limits
+    manifest = writer.finalize({q.id: i for i, q in enumerate(job.questions)}, config={
+        "model": cfg.model, "samples": job.samples, "sampling": cfg.sampling.to_json(),
+        "limits": {"max_code_blocks": lim.max_code_blocks,
+                   "max_observation_tokens": lim.max_observation_tokens,
+                   "max_response_tokens": lim.max_response_tokens,
+                   "max_total_tokens": lim.max_total_tokens},
+        "date": cfg.date, "dialect": cfg.dialect,
+        "prompt_template_sha256": cfg.template_sha256(), "questions": job.source})
+    return stats, manifest
