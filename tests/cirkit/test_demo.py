@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from cirkit.cli import cli
 from cirkit.rollout import ChatTokenizer
 from tests.servers.fake_vllm import MODEL, FakeVLLM, dead_url
+from tests.servers.hub import HUB_USER, Hub
 
 
 def _demo(*args: str) -> tuple[int, str]:
@@ -82,3 +83,25 @@ def test_replay_refuses_settings_it_takes_from_the_recording(tmp_path: Path) -> 
     (tmp_path / "store").mkdir()
     code, out = _demo("--out", str(tmp_path / "o"), "--replay", str(tmp_path / "store"), "--quick")
     assert code == 2 and "demo.json" in out
+
+
+def test_push_uploads_the_folders_it_wrote_to_the_hub(
+        fake_vllm: FakeVLLM, chat_tokenizer: ChatTokenizer, hub: Hub, tmp_path: Path) -> None:
+    import datasets
+
+    repo = f"{HUB_USER}/demo-push"
+    with hub.offline():
+        code, out = _demo("--out", str(tmp_path), "--quick", "--base-url", fake_vllm.url,
+                          "--model", MODEL, "--tokenizer", chat_tokenizer.name, "--push", repo)
+        assert code == 0, out
+        assert f"pushed {repo}-sft" in out and f"pushed {repo}-rl" in out
+        for kind in ("sft", "rl"):
+            files = hub.files(f"{repo}-{kind}")
+            written = {str(p.relative_to(tmp_path / "hub" / kind)): p.read_bytes()
+                       for p in (tmp_path / "hub" / kind).rglob("*") if p.is_file()}
+            assert {k: v for k, v in files.items() if k != ".gitattributes"} == written
+        assert "store/store.cirpack" in hub.files(f"{repo}-sft")
+        rows = datasets.load_dataset(f"{repo}-rl", split="train")  # (the fake model's SFT
+        assert rows.num_rows == 16                                   # rows may all be dropped)
+        assert set(rows.column_names) >= {"data_source", "prompt", "reward_model"}
+    assert hub.blocked == []
