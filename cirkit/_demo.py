@@ -181,7 +181,7 @@ def _tools(run: _Run, search: Any, visit: Any) -> None:
         calls_file = demo_data("demo_queries.jsonl")
         calls = read_calls(calls_file, num_results=5)
         if opts.replay is not None:
-            run.store = Store(opts.replay, create=False)
+            run.store = Store(opts.replay, readonly=True)
             run.tools = Recorder(run.store, mode=Mode.REPLAY)
         else:
             run.store = Store(opts.out / "store")

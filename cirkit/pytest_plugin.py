@@ -42,8 +42,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import shutil
-import tempfile
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -181,24 +179,6 @@ def _store_path(request: pytest.FixtureRequest) -> Path:
     return stores / ".".join(module.parts) / name
 
 
-def _open_read_only(path: Path, shadow: Path) -> Store:
-    """The store at ``path``, opened so that nothing under ``path`` changes: opening the index
-    rewrites its settings rows, so a copy of the index is opened (the blobs are linked)."""
-    from recorders import Store
-
-    shutil.copy2(path / "store.json", shadow / "store.json")
-    shutil.copytree(path / "index", shadow / "index")
-    objects = path / "objects"
-    if objects.is_dir():
-        try:
-            (shadow / "objects").symlink_to(objects.resolve(), target_is_directory=True)
-        except OSError:  # no symlinks here (Windows without the privilege): copy them
-            shutil.copytree(objects, shadow / "objects")
-    store = Store(shadow, create=False)
-    store.path = path  # what a miss names
-    return store
-
-
 # -- fixtures ------------------------------------------------------------------------------------
 @pytest.fixture
 def cirkit_mode(request: pytest.FixtureRequest) -> Mode:
@@ -217,15 +197,8 @@ def cirkit_store(request: pytest.FixtureRequest) -> Iterator[Store]:
             pytest.fail(f"no cirkit store at {_shown(path, request.config.rootpath)} "
                         f"(--cirkit-mode={mode}): record it first with "
                         "`pytest --cirkit-mode=record` (or auto)", pytrace=False)
-        shadow = Path(tempfile.mkdtemp(prefix="cirkit-replay-"))
-        try:
-            store = _open_read_only(path, shadow)
-            try:
-                yield store
-            finally:
-                store.close()
-        finally:
-            shutil.rmtree(shadow, ignore_errors=True)
+        with Store(path, readonly=True) as store:  # not one byte of it changes
+            yield store
     else:
         with Store(path) as store:
             yield store

@@ -19,11 +19,12 @@ class BlobStore:
     """``objects/ab/cdef…``: written to a temp file and renamed into place (safe to race:
     two writers of the same name write the same bytes), verified on every read."""
 
-    __slots__ = ("_root_s", "root")
+    __slots__ = ("_root_s", "readonly", "root")
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, readonly: bool = False) -> None:
         self.root = root
         self._root_s = os.fspath(root)
+        self.readonly = readonly
 
     def path(self, sha: str) -> Path:
         if len(sha) != 64 or not _HEX.issuperset(sha):
@@ -31,6 +32,9 @@ class BlobStore:
         return self.root / sha[:2] / sha[2:]
 
     def put(self, data: bytes) -> str:
+        if self.readonly:
+            raise StoreError("this store was opened read-only (strict replay never writes)",
+                             hint="open it with readonly=False to record into it")
         sha = hashlib.sha256(data).hexdigest()
         dest = self.path(sha)
         if dest.exists():

@@ -64,6 +64,10 @@ class Recorder:
         self.mode = Mode.parse(mode)
         if store is None and self.mode is not Mode.OFF:
             raise RecordersError(f"mode {self.mode} needs a store", hint="pass a Store or use off")
+        if store is not None and store.readonly and self.mode in (Mode.RECORD, Mode.AUTO,
+                                                                  Mode.REWRITE):
+            raise RecordersError(f"mode {self.mode} records, but the store {store.path} was "
+                                 "opened read-only", hint="use replay, or open it writable")
         self.store = store
         self.backends: dict[str, Backend | None] = {SEARCH: search, VISIT: visit}
         for tool, b in self.backends.items():

@@ -26,6 +26,7 @@ from filelock import FileLock
 from ._blobs import BlobStore
 from ._canonical import canonical_json, json_loads
 from ._errors import BlobCorruptError, StoreError
+from ._readonly import ReadOnlyIndex
 
 __all__ = ["ENTRY_VERSION", "STORE_VERSION", "Entry", "Near", "Store", "StoreInfo", "VerifyReport"]
 
@@ -130,18 +131,26 @@ class VerifyReport:
 class Store:
     """A directory holding recorded tool responses. Safe to share between processes."""
 
-    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+    def __init__(self, path: str | Path, *, create: bool = True, readonly: bool = False) -> None:
+        """``readonly``: read an existing store without changing one byte of it (what strict
+        replay, ``store info`` and packing need); any write raises StoreError."""
         self.path = Path(path)
+        self.readonly = readonly
         marker = self.path / _MARKER
         if not marker.exists():
-            if not create:
+            if not create or readonly:
                 raise StoreError(
                     f"{self.path} is not a cirkit store (no {_MARKER})",
                     hint="check the path, or record into it first (it is created on demand)",
                 )
             self._init()
         self._check_marker(marker)
-        self.blobs = BlobStore(self.path / "objects")
+        self.blobs = BlobStore(self.path / "objects", readonly=readonly)
+        if readonly:
+            disk = _JSONDisk(str(self.path / "index"))
+            self._index: Any = ReadOnlyIndex(
+                self.path / "index", lambda mode, name, value: disk.fetch(mode, name, value, False))
+            return
         self._index = diskcache.Cache(
             str(self.path / "index"),
             disk=_JSONDisk,
@@ -193,6 +202,8 @@ class Store:
 
     # -- entries ---------------------------------------------------------------------------
     def put_entry(self, key: str, entry: Entry) -> None:
+        if self.readonly:
+            self._index.set(key, None)  # raises: read-only
         for sha in (entry.blob, *entry.refs):
             if not self.blobs.exists(sha):
                 raise StoreError(f"refusing an entry for {key}: its blob {sha} is not stored")

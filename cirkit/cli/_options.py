@@ -72,13 +72,14 @@ def _backend(tool: str, name: str, corpus: Path | None) -> Backend:
 
 def build_recorder(
     *, store: Path | None, mode: Mode, search_backend: str | None, visit_backend: str | None,
-    corpus: Path | None, tools: tuple[str, ...] = (SEARCH, VISIT),
+    corpus: Path | None, tools: tuple[str, ...] = (SEARCH, VISIT), readonly: bool | None = None,
 ) -> Recorder:
-    """A Recorder for the CLI. In replay mode no backend is built: replay needs no key,
-    no corpus and no network."""
+    """A Recorder for the CLI. In replay mode no backend is built (replay needs no key, no
+    corpus and no network) and the store is opened read-only unless ``readonly`` says."""
     if store is None and mode is not Mode.OFF:
         raise click.UsageError(f"--mode {mode} needs --store DIR (or CIRKIT_STORE)")
-    st = Store(store) if store is not None else None
+    ro = mode is Mode.REPLAY if readonly is None else readonly
+    st = Store(store, readonly=ro) if store is not None else None
     live = mode is not Mode.REPLAY
     search = _backend(SEARCH, search_backend, corpus) if live and search_backend and \
         SEARCH in tools else None

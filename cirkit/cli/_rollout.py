@@ -95,7 +95,8 @@ def rollout(questions: Path, out: Path, model: str, base_urls: tuple[str, ...],
                              max_total_tokens),
         demo_error_hint=demo_error_hint, block_timeout=block_timeout)
     tools = build_recorder(store=store, mode=tools_mode, search_backend=search_backend,
-                           visit_backend=visit_backend, corpus=corpus)
+                           visit_backend=visit_backend, corpus=corpus,
+                           readonly=tools_mode is Mode.REPLAY and llm_mode is Mode.REPLAY)
     console = Console(stderr=True)
     job = RolloutJob(questions=qs, out=out, cfg=cfg, tok=ChatTokenizer(tokenizer or model),
                      tools=tools, llm=Recorder(tools.store, mode=llm_mode), base_urls=base_urls,

@@ -29,7 +29,7 @@ def store() -> None:
 @click.argument("path", type=_existing)
 def info(path: Path) -> None:
     """Counts by tool and backend, blobs and their size."""
-    with Store(path, create=False) as st:
+    with Store(path, readonly=True) as st:
         i = st.info()
     t = Table(show_header=False, box=None)
     t.add_row("store", i.path)
@@ -49,7 +49,7 @@ def info(path: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def ls_cmd(path: Path, tool: str | None, as_json: bool) -> None:
     """One line per recorded call, sorted by key."""
-    with Store(path, create=False) as st:
+    with Store(path, readonly=True) as st:
         rows = [(k, e) for k, e in st.entries() if tool is None or e.tool == tool]
     if as_json:
         for k, e in rows:
@@ -67,7 +67,7 @@ def ls_cmd(path: Path, tool: str | None, as_json: bool) -> None:
 @click.option("--data", is_flag=True, help="Print the stored provider data instead of the text.")
 def show(path: Path, key: str, data: bool) -> None:
     """The entry for KEY (a unique prefix is enough) and what the model sees."""
-    with Store(path, create=False) as st:
+    with Store(path, readonly=True) as st:
         full = st.resolve(key)
         loaded = st.load(full)
         assert loaded is not None
@@ -85,7 +85,7 @@ def show(path: Path, key: str, data: bool) -> None:
 @click.argument("path", type=_existing)
 def verify(path: Path) -> None:
     """Rehash every blob and check every entry; exit 1 on any problem."""
-    with Store(path, create=False) as st:
+    with Store(path, readonly=True) as st:
         r = st.verify()
     con = _console()
     con.print(f"{r.blobs_checked} blobs rehashed, {r.entries_checked} entries checked, "
@@ -108,7 +108,7 @@ def verify(path: Path) -> None:
 @click.argument("dest", type=click.Path(dir_okay=False, path_type=Path))
 def pack_cmd(path: Path, dest: Path) -> None:
     """Write the store as one portable file DEST (deterministic bytes)."""
-    with Store(path, create=False) as st:
+    with Store(path, readonly=True) as st:
         r = pack(st, dest)
     click.echo(f"packed {r.entries} entries, {r.blobs} blobs into {r.path} ({r.bytes:,} bytes)")
     click.echo(f"manifest sha256 {r.manifest_sha256}")

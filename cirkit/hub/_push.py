@@ -62,7 +62,7 @@ def _stage(folder: Path, repo_id: str, with_store: Path | None,
     staged: dict[str, Path | bytes] = {f: folder / f for f in files}
     manifest_sha = None
     if with_store is not None:
-        with Store(with_store, create=False) as st:
+        with Store(with_store, readonly=True) as st:
             res = pack(st, tmp / "store.cirpack")
         manifest_sha = res.manifest_sha256
         staged[STORE_PATH] = Path(res.path)

@@ -46,8 +46,11 @@ def test_demo_runs_every_stage_then_replays_byte_identical_without_a_server(
     assert any((one / "rl" / "data").glob("*.parquet"))
 
     fake_vllm.stop()
+    store_before = {p: p.read_bytes() for p in sorted((one / "store").rglob("*")) if p.is_file()}
     code, out = _demo("--out", str(two), "--replay", str(one / "store"))
     assert code == 0, out
+    assert store_before == {p: p.read_bytes() for p in sorted((one / "store").rglob("*"))
+                            if p.is_file()}  # replay reads the store and never writes it
     assert "no server" in out
     first, again = _files(one), _files(two)
     assert len(first) >= 10 and first == again

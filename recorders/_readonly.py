@@ -1,0 +1,75 @@
+"""The store's index opened for reading only: not one byte of the store changes.
+
+Why: opening a ``diskcache.Cache`` writes (its settings rows, WAL files), so a strict replay
+through diskcache leaves a committed test store "modified" in git after every run. This reads
+the same SQLite table diskcache wrote (``Cache``: ``key``, ``raw``, ``mode``, ``filename``,
+``value``) through a read-only connection, and decodes values with the store's own disk.
+A store without a write-ahead log is opened ``immutable`` (no lock files, no ``-shm``); one
+whose WAL is live (a writer has it open) is read ``mode=ro``, so recent entries are seen.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ._errors import StoreError
+
+__all__ = ["ReadOnlyIndex"]
+
+
+class ReadOnlyIndex:
+    """The subset of ``diskcache.Cache`` the store reads with: get, in, len, iterkeys."""
+
+    def __init__(self, directory: Path, fetch: Callable[[int, str, Any], Any]) -> None:
+        db = directory / "cache.db"
+        if not db.is_file():
+            raise StoreError(f"{directory} has no index ({db.name} is missing)",
+                             hint="run `cirkit store verify`, or record into the store first")
+        params = "mode=ro" if db.with_name("cache.db-wal").exists() else "immutable=1"
+        try:
+            self._con = sqlite3.connect(f"{db.resolve().as_uri()}?{params}", uri=True,
+                                        check_same_thread=False)
+            self._con.execute("SELECT key FROM Cache LIMIT 1").fetchall()
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot read the index of {directory.parent}: {e}",
+                             hint="run `cirkit store verify`") from None
+        self._fetch = fetch
+        self._lock = threading.Lock()
+
+    def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        with self._lock:
+            try:
+                return self._con.execute(sql, args).fetchall()
+            except sqlite3.Error as e:
+                raise StoreError(f"reading the store index failed: {e}") from None
+
+    def get(self, key: str) -> Any:
+        rows = self._rows("SELECT mode, filename, value FROM Cache WHERE key = ? AND raw = 1",
+                          (key,))
+        if not rows:
+            return None
+        mode, filename, value = rows[0]
+        return self._fetch(mode, filename, value)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and bool(
+            self._rows("SELECT 1 FROM Cache WHERE key = ? AND raw = 1", (key,)))
+
+    def __len__(self) -> int:
+        return int(self._rows("SELECT COUNT(*) FROM Cache")[0][0])
+
+    def iterkeys(self) -> Iterator[str]:
+        for (key,) in self._rows("SELECT key FROM Cache WHERE raw = 1 ORDER BY rowid"):
+            yield str(key)
+
+    def set(self, key: str, value: Any) -> None:
+        raise StoreError("this store was opened read-only (strict replay never writes)",
+                         hint="open it with readonly=False to record into it")
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()

@@ -1,0 +1,71 @@
+"""A store opened read-only: it reads what diskcache wrote and leaves every byte as it was."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from recorders import Entry, InMemoryBackend, Recorder, RecordersError, Store, StoreError
+
+
+def _tree(root: Path) -> dict[str, str]:
+    """Every file under root (names included) and its sha256."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _recorded(path: Path, n: int = 3) -> list[str]:
+    big = "x" * 70_000  # past diskcache's 32 KiB: this entry's value lives in a file
+    with Store(path) as st:
+        rec = Recorder(st, search=InMemoryBackend("web_search", lambda a: {"q": a["query"]}),
+                       mode="record", clock=lambda: 0.0)
+        for i in range(n):
+            rec.call_sync("web_search", {"query": f"q{i}"})
+        sha = st.blobs.put(b'{"version":1,"tool":"web_search","data":{}}')
+        st.put_entry("big", Entry(blob=sha, tool="web_search",
+                                  args={"query": big, "num_results": 5}, backend="memory",
+                                  recorded_at=0.0, latency_ms=0.0))
+        return st.keys()
+
+
+def test_reads_everything_and_changes_not_one_byte(tmp_path: Path) -> None:
+    keys = _recorded(tmp_path / "s")
+    before = _tree(tmp_path / "s")
+    with Store(tmp_path / "s", readonly=True) as ro:
+        assert ro.keys() == keys and len(ro) == len(keys) and "big" in ro
+        assert ro.get_entry("big").args["query"] == "x" * 70_000  # type: ignore[union-attr]
+        rec = Recorder(ro, mode="replay")
+        assert rec.call_sync("web_search", {"query": "q1"}).data == {"q": "q1"}
+        assert ro.verify().ok and ro.info().entries == len(keys)
+        assert ro.get_entry("never") is None and "never" not in ro
+    assert _tree(tmp_path / "s") == before
+
+
+def test_sees_entries_a_writer_has_not_checkpointed_yet(tmp_path: Path) -> None:
+    _recorded(tmp_path / "s", n=1)
+    with Store(tmp_path / "s") as writer:  # open: its write-ahead log is live
+        Recorder(writer, search=InMemoryBackend("web_search", lambda a: {"q": a["query"]}),
+                 mode="record").call_sync("web_search", {"query": "late"})
+        with Store(tmp_path / "s", readonly=True) as ro:
+            assert Recorder(ro, mode="replay").call_sync(
+                "web_search", {"query": "late"}).data == {"q": "late"}
+
+
+def test_every_write_is_refused_with_the_reason(tmp_path: Path) -> None:
+    _recorded(tmp_path / "s", n=1)
+    with Store(tmp_path / "s", readonly=True) as ro:
+        with pytest.raises(StoreError, match="read-only"):
+            ro.blobs.put(b"new")
+        with pytest.raises(StoreError, match="read-only"):
+            ro.put_entry("k", ro.get_entry(ro.keys()[0]))  # type: ignore[arg-type]
+        for mode in ("record", "auto", "rewrite"):
+            with pytest.raises(RecordersError, match="opened read-only"):
+                Recorder(ro, mode=mode)
+
+
+def test_a_missing_store_is_not_created(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="not a cirkit store"):
+        Store(tmp_path / "nothing", readonly=True)
+    assert not (tmp_path / "nothing").exists()
