@@ -173,7 +173,8 @@ def main() -> None:
     backends = Tools()
     with VllmServer(model_dir, python=python, served_model_name=MODEL_NAME, cpu=True,
                     max_model_len=4096, dtype="float32",
-                    extra_args=["--seed", "0", "--max-num-seqs", str(max(32, len(qs)))],
+                    extra_args=["--seed", "0", "--max-num-seqs", str(max(32, len(qs))),
+                                "--max-num-batched-tokens", "16384"],
                     env={"HF_HUB_OFFLINE": "1", "VLLM_SERVER_DEV_MODE": "1"}) as server, \
             tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
