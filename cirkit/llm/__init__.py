@@ -14,6 +14,7 @@ from ._client import (
     derive_seed,
     prompt_sha256,
 )
+from ._server import VllmServer, VllmServerError, card_rope_scaling
 from ._types import Completion, CompletionClient, Sampling
 
 __all__ = [
@@ -25,6 +26,9 @@ __all__ = [
     "OpenAICompletionClient",
     "Sampling",
     "ServerUnreachableError",
+    "VllmServer",
+    "VllmServerError",
+    "card_rope_scaling",
     "completion_args",
     "derive_seed",
     "prompt_sha256",
