@@ -60,27 +60,6 @@ def questions(n: int) -> list[Question]:
             for i in range(n)]
 
 
-async def raw_vllm(base_url: str, prompts: list[list[int]], budgets: list[int], *,
-                   concurrent: bool = True) -> tuple[int, float]:
-    """Each prompt asked for exactly its budget (``ignore_eos``), no tools; all at once or one
-    at a time: (generated tokens, seconds)."""
-    async with httpx.AsyncClient(timeout=600) as client:
-        async def one(p: list[int], n: int) -> int:
-            r = await client.post(f"{base_url}/v1/completions", json={
-                "model": MODEL_NAME, "prompt": p, "max_tokens": n, "temperature": 0,
-                "ignore_eos": True, "return_token_ids": True})
-            r.raise_for_status()
-            return len(r.json()["choices"][0]["token_ids"])
-
-        pairs = list(zip(prompts, budgets, strict=True))
-        start = time.perf_counter()
-        if concurrent:
-            counts = await asyncio.gather(*(one(p, n) for p, n in pairs))
-        else:
-            counts = [await one(p, n) for p, n in pairs]
-        return sum(counts), time.perf_counter() - start
-
-
 def turn_requests(record: dict[str, Any]) -> list[tuple[list[int], int]]:
     """The requests a rollout made: (prompt ids, tokens generated) per turn, rebuilt from its
     ids and mask (a generated run is one turn; an observation run sits between turns)."""
@@ -96,8 +75,8 @@ def turn_requests(record: dict[str, Any]) -> list[tuple[list[int], int]]:
 
 async def raw_turns(base_url: str, rollouts: list[list[tuple[list[int], int]]], *,
                     concurrent: bool = True) -> tuple[int, float]:
-    """The engine's own requests, replayed without tools: each rollout's turns back to back,
-    all rollouts at once or one at a time (``ignore_eos``, the same lengths)."""
+    """Requests with no tools, each asked for exactly its length (``ignore_eos``): each
+    rollout's turns back to back, all rollouts at once or one at a time."""
     async with httpx.AsyncClient(timeout=600) as client:
         async def one(turns: list[tuple[list[int], int]]) -> int:
             n = 0
@@ -183,7 +162,7 @@ def main() -> None:
         prompts = [tok.encode(tok.chat_prompt(render_messages(q.question, date=cfg.date))
                               + cfg.think_prefix) for q in qs]
         url = server.base_url
-        asyncio.run(raw_vllm(url, prompts[:4], [16] * 4))  # warm-up
+        asyncio.run(raw_turns(url, [[(p, 16)] for p in prompts[:4]]))  # warm-up
         asyncio.run(backends.warm())
         asyncio.run(engine(url, tok, questions(4)[:2], cfg, 2, work / "warm", backends))
         reset_cache(url)
@@ -193,9 +172,10 @@ def main() -> None:
         reset_cache(url)
         same_tok, same_s = asyncio.run(raw_turns(url, turns))
         reset_cache(url)
-        mat_tok, mat_s = asyncio.run(raw_vllm(url, prompts, per_q))
+        matched = [[(p, n)] for p, n in zip(prompts, per_q, strict=True)]
+        mat_tok, mat_s = asyncio.run(raw_turns(url, matched))
         reset_cache(url)
-        full_tok, full_s = asyncio.run(raw_vllm(url, prompts, [budget] * len(qs)))
+        full_tok, full_s = asyncio.run(raw_turns(url, [[(p, budget)] for p in prompts]))
         reset_cache(url)
         seq_tok, seq_s, _ = asyncio.run(engine(url, tok, qs, cfg, 1, work, backends))
         reset_cache(url)

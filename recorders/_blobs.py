@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ._errors import BlobCorruptError, StoreError
+from ._readonly import read_only_error
 
 __all__ = ["BlobStore"]
 
@@ -33,8 +34,7 @@ class BlobStore:
 
     def put(self, data: bytes) -> str:
         if self.readonly:
-            raise StoreError("this store was opened read-only (strict replay never writes)",
-                             hint="open it with readonly=False to record into it")
+            raise read_only_error()
         sha = hashlib.sha256(data).hexdigest()
         dest = self.path(sha)
         if dest.exists():

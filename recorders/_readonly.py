@@ -18,7 +18,13 @@ from typing import Any
 
 from ._errors import StoreError
 
-__all__ = ["ReadOnlyIndex"]
+__all__ = ["ReadOnlyIndex", "read_only_error"]
+
+
+def read_only_error() -> StoreError:
+    """What every write to a store opened read-only raises."""
+    return StoreError("this store was opened read-only (strict replay never writes)",
+                      hint="open it with readonly=False to record into it")
 
 
 class ReadOnlyIndex:
@@ -66,9 +72,6 @@ class ReadOnlyIndex:
         for (key,) in self._rows("SELECT key FROM Cache WHERE raw = 1 ORDER BY rowid"):
             yield str(key)
 
-    def set(self, key: str, value: Any) -> None:
-        raise StoreError("this store was opened read-only (strict replay never writes)",
-                         hint="open it with readonly=False to record into it")
 
     def close(self) -> None:
         with self._lock:

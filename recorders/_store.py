@@ -26,7 +26,7 @@ from filelock import FileLock
 from ._blobs import BlobStore
 from ._canonical import canonical_json, json_loads
 from ._errors import BlobCorruptError, StoreError
-from ._readonly import ReadOnlyIndex
+from ._readonly import ReadOnlyIndex, read_only_error
 
 __all__ = ["ENTRY_VERSION", "STORE_VERSION", "Entry", "Near", "Store", "StoreInfo", "VerifyReport"]
 
@@ -203,7 +203,7 @@ class Store:
     # -- entries ---------------------------------------------------------------------------
     def put_entry(self, key: str, entry: Entry) -> None:
         if self.readonly:
-            self._index.set(key, None)  # raises: read-only
+            raise read_only_error()
         for sha in (entry.blob, *entry.refs):
             if not self.blobs.exists(sha):
                 raise StoreError(f"refusing an entry for {key}: its blob {sha} is not stored")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,13 +67,9 @@ def run_job(job: RolloutJob, *, console: Console | None = None) -> tuple[RunStat
         stats = asyncio.run(main())
     finally:
         writer.close()
-    lim = cfg.limits
     manifest = writer.finalize({q.id: i for i, q in enumerate(job.questions)}, config={
         "model": cfg.model, "samples": job.samples, "sampling": cfg.sampling.to_json(),
-        "limits": {"max_code_blocks": lim.max_code_blocks,
-                   "max_observation_tokens": lim.max_observation_tokens,
-                   "max_response_tokens": lim.max_response_tokens,
-                   "max_total_tokens": lim.max_total_tokens},
+        "limits": asdict(cfg.limits),
         "date": cfg.date, "dialect": cfg.dialect,
         "prompt_template_sha256": cfg.template_sha256(), "questions": job.source})
     return stats, manifest
