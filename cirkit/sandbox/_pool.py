@@ -145,8 +145,12 @@ class Sandbox:
         await self._shutdown()
 
     async def _shutdown(self) -> None:
-        for t in list(self._tasks):
+        tasks = [t for t in self._tasks if t is not asyncio.current_task()]
+        for t in tasks:
             t.cancel()
+        # Let them unwind now (a respawn kills its half-started worker): a task left pending
+        # would be closed by the garbage collector after its loop, mid-cleanup.
+        await asyncio.gather(*tasks, return_exceptions=True)
         procs = list(self._procs.values())
         self._procs.clear()
         await asyncio.gather(*(p.stop() for p in procs), return_exceptions=True)
