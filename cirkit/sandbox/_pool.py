@@ -133,6 +133,8 @@ class Sandbox:
             proc.info = await asyncio.wait_for(asyncio.shield(proc.ready), 60.0)
         except BaseException:
             proc.kill()
+            if not proc.ready.cancelled():
+                proc.ready.exception()  # retrieved: the error raised here says why
             await asyncio.to_thread(popen.wait)
             raise
         return proc
