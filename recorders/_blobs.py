@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ from ._readonly import read_only_error
 
 __all__ = ["BlobStore"]
 
-_HEX = frozenset("0123456789abcdef")
+_NAME = re.compile(r"[0-9a-f]{64}").fullmatch  # a blob name, and never a path
 
 
 class BlobStore:
@@ -28,7 +29,7 @@ class BlobStore:
         self.readonly = readonly
 
     def path(self, sha: str) -> Path:
-        if len(sha) != 64 or not _HEX.issuperset(sha):
+        if _NAME(sha) is None:
             raise StoreError(f"not a blob name: {sha!r} (expected 64 lower-case hex digits)")
         return self.root / sha[:2] / sha[2:]
 
@@ -55,7 +56,7 @@ class BlobStore:
 
     def get(self, sha: str) -> bytes:
         # Hot path of replay: a str path and a raw fd (pathlib + a buffered file cost ~7 us more).
-        if len(sha) != 64 or not _HEX.issuperset(sha):
+        if _NAME(sha) is None:
             raise StoreError(f"not a blob name: {sha!r} (expected 64 lower-case hex digits)")
         try:
             fd = os.open(f"{self._root_s}/{sha[:2]}/{sha[2:]}", os.O_RDONLY)
