@@ -146,6 +146,8 @@ def main() -> None:
     ap.add_argument("--in-flight", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--max-response-tokens", type=int, default=512)
+    ap.add_argument("--vllm-placement", action="store_true",
+                    help="keep vLLM's own process placement (no engine core move), to compare")
     args = ap.parse_args()
     python = vllm_python()
     model_dir = ensure_tiny_model(python=python)
@@ -165,13 +167,12 @@ def main() -> None:
     times: dict[str, list[float]] = {n: [] for n in names}
     tokens: dict[str, int] = {}
     with VllmServer(model_dir, python=python, served_model_name=MODEL_NAME, cpu=True,
-                    max_model_len=4096, dtype="float32",
+                    place_engine_core=not args.vllm_placement, max_model_len=4096, dtype="float32",
                     extra_args=["--seed", "0", "--max-num-seqs", str(max(32, k)),
                                 "--max-num-batched-tokens", "16384"],
                     env={"HF_HUB_OFFLINE": "1", "VLLM_SERVER_DEV_MODE": "1"}) as server, \
             tempfile.TemporaryDirectory() as tmp:
-        if server.placement is not None:
-            print(f"placement: {server.placement.describe()}")
+        print(f"placement: {server.placement.describe() if server.placement else 'vLLM own'}")
         work = Path(tmp)
         from cirkit._prompts import render_messages
 
