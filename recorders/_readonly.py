@@ -27,6 +27,9 @@ def read_only_error() -> StoreError:
                       hint="open it with readonly=False to record into it")
 
 
+_GET = "SELECT mode, filename, value FROM Cache WHERE key = ? AND raw = 1"
+
+
 class ReadOnlyIndex:
     """The subset of ``diskcache.Cache`` the store reads with: get, in, len, iterkeys."""
 
@@ -54,8 +57,11 @@ class ReadOnlyIndex:
                 raise StoreError(f"reading the store index failed: {e}") from None
 
     def get(self, key: str) -> Any:
-        rows = self._rows("SELECT mode, filename, value FROM Cache WHERE key = ? AND raw = 1",
-                          (key,))
+        with self._lock:  # _rows inlined: this is the replay hot path
+            try:
+                rows = self._con.execute(_GET, (key,)).fetchall()
+            except sqlite3.Error as e:
+                raise StoreError(f"reading the store index failed: {e}") from None
         if not rows:
             return None
         mode, filename, value = rows[0]

@@ -21,7 +21,7 @@ __all__ = ["Fetch", "Recorder", "ToolResult", "scrub"]
 Fetch = Callable[[], Awaitable[Response]]
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class ToolResult:
     """One answered call: the model-facing ``text`` and where it came from."""
 
@@ -97,6 +97,9 @@ class Recorder:
         if tool not in self.backends:
             raise ValueError(f"unknown tool {tool!r}; valid tools: {SEARCH}, {VISIT}")
         key, norm = make_key(tool, args)
+        hit = self._track(tool, key, norm)
+        if hit is not None:
+            return hit
         backend = self.backends[tool]
 
         async def fetch() -> Response:
@@ -114,7 +117,7 @@ class Recorder:
 
         name = backend.name if backend is not None else "none"
         secrets = backend.secrets if backend is not None else ()
-        return await self._call(tool, key, norm, fetch, name, secrets)
+        return await self._fetch_once(tool, key, norm, fetch, name, secrets)
 
     async def memo(
         self, tool: str, args: Mapping[str, Any], fetch: Fetch, *, backend: str,
@@ -124,20 +127,26 @@ class Recorder:
         ``args`` name it and make its key, ``fetch`` answers it live. Put a hash in ``args``
         for inputs too big for a key (a prompt's token ids)."""
         key, norm = make_key(tool, args)
-        return await self._call(tool, key, norm, fetch, backend, secrets)
+        hit = self._track(tool, key, norm)
+        if hit is not None:
+            return hit
+        return await self._fetch_once(tool, key, norm, fetch, backend, secrets)
 
-    async def _call(
-        self, tool: str, key: str, norm: dict[str, Any], fetch: Fetch, backend: str,
-        secrets: tuple[str, ...],
-    ) -> ToolResult:
+    def _track(self, tool: str, key: str, norm: dict[str, Any]) -> ToolResult | None:
+        """Note the key as used; in replay and auto, the stored answer if there is one (the
+        hot path: served at once, with no await, no closure and no single-flight)."""
         if key not in self._seen:
             self._seen.add(key)
             self.keys_used.append(key)
         if self.mode is Mode.REPLAY or self.mode is Mode.AUTO:
-            # Hot path: a stored answer is served at once, with no await and no bookkeeping.
-            hit = self._replay(tool, key, norm)
-            if hit is not None:
-                return hit
+            return self._replay(tool, key, norm)
+        return None
+
+    async def _fetch_once(
+        self, tool: str, key: str, norm: dict[str, Any], fetch: Fetch, backend: str,
+        secrets: tuple[str, ...],
+    ) -> ToolResult:
+        """Serve a call the store did not answer; concurrent calls of one key share it."""
         pending = self._inflight.get(key)
         if pending is not None:
             return await asyncio.shield(pending)

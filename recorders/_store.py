@@ -52,7 +52,7 @@ class _JSONDisk(diskcache.Disk):  # type: ignore[misc]
         return json_loads(super().fetch(mode, filename, value, read))
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Entry:
     """What the index says about one recorded call."""
 
@@ -79,17 +79,9 @@ class Entry:
                 f"index entry has version {version!r}; this cirkit reads version {ENTRY_VERSION}",
                 hint="upgrade cirkit, or re-record the store",
             )
-        return cls(
-            blob=d["blob"],
-            tool=d["tool"],
-            args=dict(d["args"]),
-            backend=d["backend"],
-            recorded_at=float(d["recorded_at"]),
-            latency_ms=float(d["latency_ms"]),
-            status=d.get("status", "ok"),
-            refs=tuple(d.get("refs", ())),
-            version=version,
-        )
+        # Positional and unconverted: on the replay hot path (the JSON decoder made these).
+        return cls(d["blob"], d["tool"], d["args"], d["backend"], d["recorded_at"],
+                   d["latency_ms"], d.get("status", "ok"), tuple(d.get("refs", ())), version)
 
 
 @dataclass(slots=True, frozen=True)
@@ -148,8 +140,13 @@ class Store:
         self.blobs = BlobStore(self.path / "objects", readonly=readonly)
         if readonly:
             disk = _JSONDisk(str(self.path / "index"))
-            self._index: Any = ReadOnlyIndex(
-                self.path / "index", lambda mode, name, value: disk.fetch(mode, name, value, False))
+
+            def fetch(mode: int, name: str, value: Any) -> Any:
+                if mode == diskcache.core.MODE_RAW and type(value) is str:
+                    return json_loads(value)  # an entry held in the row: the replay hot path
+                return disk.fetch(mode, name, value, False)
+
+            self._index: Any = ReadOnlyIndex(self.path / "index", fetch)
             return
         self._index = diskcache.Cache(
             str(self.path / "index"),
@@ -215,9 +212,10 @@ class Store:
 
     def load(self, key: str) -> tuple[Entry, bytes] | None:
         """The entry and its verified blob bytes, or None if the key was never recorded."""
-        entry = self.get_entry(key)
-        if entry is None:
+        raw = self._index.get(key)
+        if raw is None:
             return None
+        entry = Entry.from_json(raw)
         return entry, self.blobs.get(entry.blob)
 
     def __contains__(self, key: object) -> bool:
