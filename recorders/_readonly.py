@@ -57,11 +57,7 @@ class ReadOnlyIndex:
                 raise StoreError(f"reading the store index failed: {e}") from None
 
     def get(self, key: str) -> Any:
-        with self._lock:  # _rows inlined: this is the replay hot path
-            try:
-                rows = self._con.execute(_GET, (key,)).fetchall()
-            except sqlite3.Error as e:
-                raise StoreError(f"reading the store index failed: {e}") from None
+        rows = self._rows(_GET, (key,))
         if not rows:
             return None
         mode, filename, value = rows[0]

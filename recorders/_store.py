@@ -49,6 +49,8 @@ class _JSONDisk(diskcache.Disk):  # type: ignore[misc]
         return super().store(json.dumps(value, sort_keys=True, ensure_ascii=False), read, key)
 
     def fetch(self, mode: int, filename: str, value: Any, read: bool) -> Any:
+        if mode == diskcache.core.MODE_RAW and type(value) is str:
+            return json_loads(value)  # an entry held in its row: the common case
         return json_loads(super().fetch(mode, filename, value, read))
 
 
@@ -140,13 +142,8 @@ class Store:
         self.blobs = BlobStore(self.path / "objects", readonly=readonly)
         if readonly:
             disk = _JSONDisk(str(self.path / "index"))
-
-            def fetch(mode: int, name: str, value: Any) -> Any:
-                if mode == diskcache.core.MODE_RAW and type(value) is str:
-                    return json_loads(value)  # an entry held in the row: the replay hot path
-                return disk.fetch(mode, name, value, False)
-
-            self._index: Any = ReadOnlyIndex(self.path / "index", fetch)
+            self._index: Any = ReadOnlyIndex(
+                self.path / "index", lambda mode, name, value: disk.fetch(mode, name, value, False))
             return
         self._index = diskcache.Cache(
             str(self.path / "index"),
@@ -212,10 +209,9 @@ class Store:
 
     def load(self, key: str) -> tuple[Entry, bytes] | None:
         """The entry and its verified blob bytes, or None if the key was never recorded."""
-        raw = self._index.get(key)
-        if raw is None:
+        entry = self.get_entry(key)
+        if entry is None:
             return None
-        entry = Entry.from_json(raw)
         return entry, self.blobs.get(entry.blob)
 
     def __contains__(self, key: object) -> bool:

@@ -99,7 +99,7 @@ def place_engine_core(api_pid: int) -> Placement | None:
         if not workers or len(cores) != 1:
             return None
         worker_cpus = frozenset().union(*(os.sched_getaffinity(p) for p in workers))
-        plan = plan_placement(frozenset(worker_cpus), frozenset(os.sched_getaffinity(api_pid)))
+        plan = plan_placement(worker_cpus, frozenset(os.sched_getaffinity(api_pid)))
         if plan is None:
             return None
         _set_all_threads(cores[0], plan.engine_core)
