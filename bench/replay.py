@@ -205,7 +205,7 @@ def floor_pass(store: Store, order: list[str]) -> float:
     the Recorder/Store layers: key, index row, entry decode and version check, blob read and
     sha256 check, payload parse, render. What no layering can go below (private handles:
     this is a measurement, not an API)."""
-    con, root = store._index._con, store.blobs._root_s
+    con, root_fd = store._index._con, store.blobs._dir_fd
     opts = RenderOptions()
     sql = "SELECT value FROM Cache WHERE key = ? AND raw = 1"
     t0 = time.perf_counter()
@@ -215,7 +215,7 @@ def floor_pass(store: Store, order: list[str]) -> float:
         sha = entry["blob"]
         if entry["version"] != 1 or len(sha) != 64:
             raise SystemExit("unexpected entry")
-        fd = os.open(f"{root}/{sha[:2]}/{sha[2:]}", os.O_RDONLY)
+        fd = os.open(f"{sha[:2]}/{sha[2:]}", os.O_RDONLY, dir_fd=root_fd)
         try:
             data = os.read(fd, 1 << 16)
         finally:

@@ -6,7 +6,8 @@ import hashlib
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ._errors import BlobCorruptError, StoreError
@@ -21,12 +22,31 @@ class BlobStore:
     """``objects/ab/cdef…``: written to a temp file and renamed into place (safe to race:
     two writers of the same name write the same bytes), verified on every read."""
 
-    __slots__ = ("_root_s", "readonly", "root")
+    __slots__ = ("__weakref__", "_close_dir", "_dir_fd", "_prefix", "readonly", "root")
 
     def __init__(self, root: Path, *, readonly: bool = False) -> None:
         self.root = root
-        self._root_s = os.fspath(root)
         self.readonly = readonly
+        # Reads open a blob relative to the open objects directory (openat(2)), so the kernel
+        # walks two path components instead of the whole absolute path (0.1-0.2 us per read).
+        # Without the directory (a store with no blob yet) or dir_fd support, absolute paths.
+        self._dir_fd: int | None = None
+        self._prefix = os.fspath(root) + "/"
+        self._close_dir: Callable[[], None] | None = None
+        if os.open in os.supports_dir_fd:
+            try:
+                fd = os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+            except OSError:
+                return
+            self._dir_fd, self._prefix = fd, ""
+            self._close_dir = weakref.finalize(self, os.close, fd)
+
+    def close(self) -> None:
+        """Release the directory handle; later reads use absolute paths again."""
+        if self._close_dir is not None:
+            self._dir_fd, self._prefix = None, os.fspath(self.root) + "/"
+            self._close_dir()
+            self._close_dir = None
 
     def path(self, sha: str) -> Path:
         if _NAME(sha) is None:
@@ -59,7 +79,7 @@ class BlobStore:
         if _NAME(sha) is None:
             raise StoreError(f"not a blob name: {sha!r} (expected 64 lower-case hex digits)")
         try:
-            fd = os.open(f"{self._root_s}/{sha[:2]}/{sha[2:]}", os.O_RDONLY)
+            fd = os.open(f"{self._prefix}{sha[:2]}/{sha[2:]}", os.O_RDONLY, dir_fd=self._dir_fd)
             try:
                 data = os.read(fd, 1 << 16)
                 if len(data) == 1 << 16:  # a larger blob (a page's raw bytes): read to EOF

@@ -28,12 +28,17 @@ def read_only_error() -> StoreError:
 
 
 _GET = "SELECT mode, filename, value FROM Cache WHERE key = ? AND raw = 1"
+# diskcache's own read tuning (its defaults ``sqlite_cache_size`` and ``sqlite_mmap_size``):
+# both are per-connection and write nothing. Without them an index over SQLite's 2 MiB default
+# page cache is read with a syscall per page (0.6 us more per get at 10,000 entries).
+_TUNING = ("PRAGMA cache_size = 8192", "PRAGMA mmap_size = 67108864")
 
 
 class ReadOnlyIndex:
     """The subset of ``diskcache.Cache`` the store reads with: get, in, len, iterkeys."""
 
-    def __init__(self, directory: Path, fetch: Callable[[int, str, Any], Any]) -> None:
+    def __init__(self, directory: Path, fetch: Callable[[int, str, Any, bool], Any]) -> None:
+        """``fetch``: the store's ``Disk.fetch``, which decodes a row's value."""
         db = directory / "cache.db"
         if not db.is_file():
             raise StoreError(f"{directory} has no index ({db.name} is missing)",
@@ -42,7 +47,10 @@ class ReadOnlyIndex:
         try:
             self._con = sqlite3.connect(f"{db.resolve().as_uri()}?{params}", uri=True,
                                         check_same_thread=False)
+            for pragma in _TUNING:
+                self._con.execute(pragma)
             self._con.execute("SELECT key FROM Cache LIMIT 1").fetchall()
+            self._cursor = self._con.cursor()  # get's own, reused: ~0.15 us less per get
         except sqlite3.Error as e:
             raise StoreError(f"cannot read the index of {directory.parent}: {e}",
                              hint="run `cirkit store verify`") from None
@@ -57,11 +65,15 @@ class ReadOnlyIndex:
                 raise StoreError(f"reading the store index failed: {e}") from None
 
     def get(self, key: str) -> Any:
-        rows = self._rows(_GET, (key,))
-        if not rows:
+        with self._lock:
+            try:
+                row = self._cursor.execute(_GET, (key,)).fetchone()
+            except sqlite3.Error as e:
+                raise StoreError(f"reading the store index failed: {e}") from None
+        if row is None:
             return None
-        mode, filename, value = rows[0]
-        return self._fetch(mode, filename, value)
+        mode, filename, value = row
+        return self._fetch(mode, filename, value, False)
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and bool(
@@ -73,7 +85,6 @@ class ReadOnlyIndex:
     def iterkeys(self) -> Iterator[str]:
         for (key,) in self._rows("SELECT key FROM Cache WHERE raw = 1 ORDER BY rowid"):
             yield str(key)
-
 
     def close(self) -> None:
         with self._lock:

@@ -61,13 +61,14 @@ class Recorder:
         render_options: RenderOptions | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.mode = Mode.parse(mode)
-        if store is None and self.mode is not Mode.OFF:
-            raise RecordersError(f"mode {self.mode} needs a store", hint="pass a Store or use off")
-        if store is not None and store.readonly and self.mode in (Mode.RECORD, Mode.AUTO,
-                                                                  Mode.REWRITE):
-            raise RecordersError(f"mode {self.mode} records, but the store {store.path} was "
+        self._mode = mode = Mode.parse(mode)
+        if store is None and mode is not Mode.OFF:
+            raise RecordersError(f"mode {mode} needs a store", hint="pass a Store or use off")
+        if store is not None and store.readonly and mode in (Mode.RECORD, Mode.AUTO,
+                                                             Mode.REWRITE):
+            raise RecordersError(f"mode {mode} records, but the store {store.path} was "
                                  "opened read-only", hint="use replay, or open it writable")
+        self._store_first = mode is Mode.REPLAY or mode is Mode.AUTO
         self.store = store
         self.backends: dict[str, Backend | None] = {SEARCH: search, VISIT: visit}
         for tool, b in self.backends.items():
@@ -77,11 +78,20 @@ class Recorder:
         self._clock = clock
         self._inflight: dict[str, asyncio.Future[ToolResult]] = {}
         self._rewritten: set[str] = set()
-        self.keys_used: list[str] = []
-        self._seen: set[str] = set()
+        self._used: dict[str, None] = {}  # keys in first-use order (a dict keeps it)
         self.counts = {"replayed": 0, "recorded": 0, "live": 0}
 
     # -- public ----------------------------------------------------------------------------
+    @property
+    def mode(self) -> Mode:
+        """Fixed for the Recorder's life: make another Recorder for another mode."""
+        return self._mode
+
+    @property
+    def keys_used(self) -> list[str]:
+        """Every key served so far, in first-use order (a rollout's provenance)."""
+        return list(self._used)
+
     async def web_search(self, query: str, num_results: int = 5) -> ToolResult:
         return await self.call(SEARCH, {"query": query, "num_results": num_results})
 
@@ -135,10 +145,8 @@ class Recorder:
     def _track(self, tool: str, key: str, norm: dict[str, Any]) -> ToolResult | None:
         """Note the key as used; in replay and auto, the stored answer if there is one (the
         hot path: served at once, with no await, no closure and no single-flight)."""
-        if key not in self._seen:
-            self._seen.add(key)
-            self.keys_used.append(key)
-        if self.mode is Mode.REPLAY or self.mode is Mode.AUTO:
+        self._used.setdefault(key)
+        if self._store_first:
             return self._replay(tool, key, norm)
         return None
 
@@ -169,7 +177,7 @@ class Recorder:
         self, tool: str, key: str, norm: dict[str, Any], fetch: Fetch, backend: str,
         secrets: tuple[str, ...],
     ) -> ToolResult:
-        mode = self.mode
+        mode = self._mode
         if mode in (Mode.REPLAY, Mode.AUTO) or (mode is Mode.REWRITE and key in self._rewritten):
             hit = self._replay(tool, key, norm)
             if hit is not None:

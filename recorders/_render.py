@@ -30,13 +30,20 @@ class RenderOptions:
     drop_huggingface: bool = True  # the card: no Hugging Face URL was visited in evaluation
     max_words: int = 5000
 
+    def __post_init__(self) -> None:
+        # Checked once here, not on every render (which is on the replay hot path).
+        if self.version != RENDERER_VERSION:
+            raise ValueError(f"unknown renderer version {self.version}; valid versions: 1")
+
+
+_DEFAULT = RenderOptions()
+
 
 def render(
     tool: str, data: Mapping[str, Any], args: Mapping[str, Any], opts: RenderOptions | None = None
 ) -> str:
-    opts = opts or RenderOptions()
-    if opts.version != 1:
-        raise ValueError(f"unknown renderer version {opts.version}; valid versions: 1")
+    if opts is None:
+        opts = _DEFAULT
     if tool == SEARCH:
         return _render_search(data, int(args.get("num_results", 5)), opts)
     if tool == VISIT:

@@ -33,6 +33,7 @@ __all__ = ["ENTRY_VERSION", "STORE_VERSION", "Entry", "Near", "Store", "StoreInf
 STORE_VERSION = 1
 ENTRY_VERSION = 1
 _MARKER = "store.json"
+_MODE_RAW = diskcache.core.MODE_RAW  # a value held in its index row (diskcache's term)
 
 
 class _JSONDisk(diskcache.Disk):  # type: ignore[misc]
@@ -49,7 +50,7 @@ class _JSONDisk(diskcache.Disk):  # type: ignore[misc]
         return super().store(json.dumps(value, sort_keys=True, ensure_ascii=False), read, key)
 
     def fetch(self, mode: int, filename: str, value: Any, read: bool) -> Any:
-        if mode == diskcache.core.MODE_RAW and type(value) is str:
+        if mode == _MODE_RAW and type(value) is str:
             return json_loads(value)  # an entry held in its row: the common case
         return json_loads(super().fetch(mode, filename, value, read))
 
@@ -142,8 +143,7 @@ class Store:
         self.blobs = BlobStore(self.path / "objects", readonly=readonly)
         if readonly:
             disk = _JSONDisk(str(self.path / "index"))
-            self._index: Any = ReadOnlyIndex(
-                self.path / "index", lambda mode, name, value: disk.fetch(mode, name, value, False))
+            self._index: Any = ReadOnlyIndex(self.path / "index", disk.fetch)
             return
         self._index = diskcache.Cache(
             str(self.path / "index"),
@@ -187,6 +187,7 @@ class Store:
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
         self._index.close()
+        self.blobs.close()
 
     def __enter__(self) -> Store:
         return self
@@ -209,9 +210,10 @@ class Store:
 
     def load(self, key: str) -> tuple[Entry, bytes] | None:
         """The entry and its verified blob bytes, or None if the key was never recorded."""
-        entry = self.get_entry(key)
-        if entry is None:
+        raw = self._index.get(key)  # get_entry, inlined: this is the replay hot path
+        if raw is None:
             return None
+        entry = Entry.from_json(raw)
         return entry, self.blobs.get(entry.blob)
 
     def __contains__(self, key: object) -> bool:

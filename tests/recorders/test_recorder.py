@@ -46,6 +46,18 @@ async def test_auto_records_then_replays(store: Store) -> None:
         "\nIndex: 1\nURL: https://e.org/0\nTitle: T night watch\nPreview: S0\n"
         "\nIndex: 2\nURL: https://e.org/1\nTitle: T night watch\nPreview: S1\n")
     assert r.keys_used == [first.key]
+    third = await r.web_search("rembrandt")
+    await r.web_search("night watch", num_results=2)
+    assert r.keys_used == [first.key, third.key]  # first-use order, each key once
+    r.keys_used.clear()  # a copy: the provenance cannot be changed from outside
+    assert len(r.keys_used) == 2
+
+
+def test_a_recorders_mode_is_fixed(store: Store) -> None:
+    r = rec(store, "replay")
+    with pytest.raises(AttributeError):
+        r.mode = "auto"  # type: ignore[misc]
+    assert r.mode is Mode.REPLAY
 
 
 async def test_record_always_asks_and_overwrites(store: Store) -> None:

@@ -110,3 +110,27 @@ def test_blobs_of_every_size_read_back_whole(tmp_path: Path, size: int) -> None:
     data = bytes(i % 251 for i in range(size))
     with Store(tmp_path) as st:
         assert st.blobs.get(st.blobs.put(data)) == data
+
+
+def test_a_blob_name_is_never_a_path(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_bytes(b"not a blob")
+    with Store(tmp_path / "s") as st:
+        for name in ("../../secret", "ab/../../../secret", "A" * 64, "0" * 63, ""):
+            with pytest.raises(StoreError, match="not a blob name"):
+                st.blobs.get(name)
+
+
+def test_blobs_read_the_same_with_and_without_the_directory_handle(tmp_path: Path) -> None:
+    """Reads open blobs relative to the objects directory; a store checked out of git with no
+    blob has no objects/ (git keeps no empty directory), and a closed store reads by path."""
+    Store(tmp_path / "s").close()
+    (tmp_path / "s" / "objects").rmdir()
+    with Store(tmp_path / "s", readonly=True) as ro, pytest.raises(BlobCorruptError,
+                                                                   match="missing"):
+        ro.blobs.get("0" * 64)
+    st = Store(tmp_path / "s")
+    sha = st.blobs.put(b"kept")  # creates objects/ again
+    st.close()
+    assert st.blobs.get(sha) == b"kept"  # after close: by absolute path, same bytes
+    with Store(tmp_path / "s", readonly=True) as ro:
+        assert ro.blobs.get(sha) == b"kept"
