@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,26 @@ def test_reads_everything_and_changes_not_one_byte(tmp_path: Path) -> None:
         assert ro.verify().ok and ro.info().entries == len(keys)
         assert ro.get_entry("never") is None and "never" not in ro
     assert _tree(tmp_path / "s") == before
+
+
+@pytest.mark.parametrize("serialized", [True, False], ids=["shared", "taking-turns"])
+def test_threads_share_one_read_only_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, serialized: bool
+) -> None:
+    """Threads read one connection at once when SQLite is built serialized (the usual build),
+    and take turns on a lock otherwise; either way every thread gets its own answers."""
+    if not serialized:
+        monkeypatch.setattr(sqlite3, "threadsafety", 1)
+    keys = _recorded(tmp_path / "s", n=40)
+    with Store(tmp_path / "s", readonly=True) as ro:
+        want = {k: ro.load(k) for k in keys}
+
+        def read_all(offset: int) -> bool:
+            order = keys[offset:] + keys[:offset]
+            return all(ro.load(k) == want[k] for _ in range(20) for k in order)
+
+        with ThreadPoolExecutor(8) as pool:
+            assert all(pool.map(read_all, range(8)))
 
 
 def test_sees_entries_a_writer_has_not_checkpointed_yet(tmp_path: Path) -> None:

@@ -115,7 +115,9 @@ def test_blobs_of_every_size_read_back_whole(tmp_path: Path, size: int) -> None:
 def test_a_blob_name_is_never_a_path(tmp_path: Path) -> None:
     (tmp_path / "secret").write_bytes(b"not a blob")
     with Store(tmp_path / "s") as st:
-        for name in ("../../secret", "ab/../../../secret", "A" * 64, "0" * 63, ""):
+        (tmp_path / "s" / ("0" * 62)).write_bytes(b"planted beside objects/")
+        for name in ("../../secret", "ab/../../../secret", "A" * 64, "0" * 63, "",
+                     ".." + "0" * 62, "\0" * 32, "\x00" * 64):
             with pytest.raises(StoreError, match="not a blob name"):
                 st.blobs.get(name)
 
