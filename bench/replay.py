@@ -1,6 +1,6 @@
 """Replay throughput of a recorders.Store, against anchors measured in the same run.
 
-    python bench/replay.py [--n 10000] [--vcr-sizes 1000,3000] [--quick] [--profile]
+    python bench/replay.py [--n 10000] [--vcr-sizes 1000,3000] [--quick] [--steps] [--profile]
 
 1. Records N distinct ``web_search`` calls (seeded, realistic 1-3 KB payloads with 5 hits) into a
    fresh Store through ``Recorder(mode="record")`` and an InMemoryBackend.
@@ -227,6 +227,50 @@ def floor_pass(store: Store, order: list[str]) -> float:
     return time.perf_counter() - t0
 
 
+def floor_steps(store: Store, order: list[str], passes: int) -> list[tuple[str, float]]:
+    """Each step of ``floor_pass`` timed on its own over every call (best of ``passes``), in
+    seconds per call: where a replay's time goes."""
+    con, root_fd = store._index._con, store.blobs._dir_fd
+    opts = RenderOptions()
+    sql = "SELECT value FROM Cache WHERE key = ? AND raw = 1"
+    calls = [make_key(SEARCH, {"query": q, "num_results": 5}) for q in order]
+    shas = [json_loads(con.execute(sql, (k,)).fetchall()[0][0])["blob"] for k, _ in calls]
+
+    def read(sha: str) -> bytes:
+        fd = os.open(f"{sha[:2]}/{sha[2:]}", os.O_RDONLY, dir_fd=root_fd)
+        try:
+            return os.read(fd, 1 << 16)
+        finally:
+            os.close(fd)
+
+    blobs = [read(sha) for sha in shas]
+    datas = [json_loads(b)["data"] for b in blobs]
+    # (name, the step as a function of one call's input, the inputs); results are dropped at
+    # once, as in a replay (keeping 10,000 parsed payloads alive would time the allocator).
+    steps: list[tuple[str, Any, list[Any]]] = [
+        ("key (normalise, canonical form, sha256)",
+         lambda q: make_key(SEARCH, {"query": q, "num_results": 5}), order),
+        ("index row and entry decode",
+         lambda kn: json_loads(con.execute(sql, (kn[0],)).fetchall()[0][0]), calls),
+        ("blob open, read, close", read, shas),
+        ("blob sha256 check", lambda b: hashlib.sha256(b).hexdigest(), blobs),
+        ("payload parse", json_loads, blobs),
+        ("render", lambda dn: render(SEARCH, dn[0], dn[1][1], opts),
+         list(zip(datas, calls, strict=True))),
+    ]
+    out = []
+    for name, step, inputs in steps:
+        best = math.inf
+        for _ in range(passes):
+            gc.collect()
+            t0 = time.perf_counter()
+            for x in inputs:
+                step(x)
+            best = min(best, time.perf_counter() - t0)
+        out.append((name, best / len(order)))
+    return out
+
+
 def raw_get_pass(cache: diskcache.Cache, keys: list[str]) -> float:
     get = cache.get
     missing = 0
@@ -341,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--vcr-sizes", default="1000,3000",
                     help="vcrpy cassette sizes, comma-separated; empty to skip (default 1000,3000)")
     ap.add_argument("--quick", action="store_true", help="smoke run: --n 1000 --vcr-sizes 200")
+    ap.add_argument("--steps", action="store_true",
+                    help="also time each step of the contract floor on its own")
     ap.add_argument("--profile", action="store_true",
                     help="also cProfile one replay pass and print the top functions")
     ap.add_argument("--passes", type=int, default=3, help="timed passes, the best is kept")
@@ -388,8 +434,8 @@ def main(argv: list[str] | None = None) -> int:
         keys = [make_key(SEARCH, {"query": q, "num_results": 5})[0] for q in order]
         plain = diskcache.Cache(str(tmpd / "plain"))  # anchor 1b: default settings
         with plain.transact():
-            for k in keys:
-                plain.set(k, index._index.get(k))
+            for key in keys:
+                plain.set(key, index._index.get(key))
 
         async def measure() -> tuple[float, float, float, float]:
             # Warm-up passes (the replay one also checks every text against the recorded
@@ -425,6 +471,10 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"contract floor (the required steps inlined): {fmt_rate(n, floor_s)} "
                       f"({floor_s / n * 1e6:.1f} µs/call); floor/raw = {floor_s / idx_s:.2f}x, "
                       f"replay/floor = {ours_s / floor_s:.2f}x")
+
+        if a.steps:
+            for name, sec in floor_steps(store, order, a.passes):
+                console.print(f"  floor step: {name:42s} {sec * 1e6:5.2f} µs/call")
 
         if a.profile:
             prof = cProfile.Profile()
