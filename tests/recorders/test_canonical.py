@@ -54,6 +54,22 @@ def test_the_search_key_is_the_sha256_of_the_canonical_document(query: str, num:
         hashlib.sha256(doc).hexdigest()
 
 
+class _Str(str):
+    pass
+
+
+class _Int(int):
+    pass
+
+
+def test_subclassed_search_args_give_the_plain_key() -> None:
+    """Only exact str/int take the hot path; subclasses go the generic way to the same key."""
+    plain = make_key("web_search", {"query": "night  watch ", "num_results": 3})
+    assert make_key("web_search", {"query": _Str("night  watch "), "num_results": _Int(3)}) == plain
+    assert make_key("web_search", {"query": "night watch"}) == \
+        make_key("web_search", {"query": "night watch", "num_results": 5})
+
+
 def test_num_results_is_part_of_the_key() -> None:
     k5, _ = make_key("web_search", {"query": "x", "num_results": 5})
     k3, _ = make_key("web_search", {"query": "x", "num_results": 3})
