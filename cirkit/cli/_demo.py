@@ -24,13 +24,19 @@ __all__ = ["demo"]
 @click.option("--push", "push_repo", metavar="REPO", default=None,
               help="Also push the datasets to REPO-sft (with the store) and REPO-rl.")
 @click.option("--questions", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=None, help="Questions file [default: data/demo_questions.jsonl].")
+              default=None,
+              help="Questions file [default: the packaged cirkit/demo_data/demo_questions.jsonl].")
+@click.option("--calls", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None,
+              help="Calls of the tools stage: JSONL of {\"query\": ...} / {\"url\": ...} lines, "
+                   "as `cirkit record` reads [default: the packaged "
+                   "cirkit/demo_data/demo_queries.jsonl].")
 @click.option("--samples", type=click.IntRange(min=1), default=None,
               help="Rollouts per question [default: 2, 1 with --quick].")
 @click.option("--seed", default=0, show_default=True, help="Base seed of the rollouts.")
 def demo(out: Path, quick: bool, model: str | None, base_url: str | None,
          tokenizer: str | None, replay: Path | None, push_repo: str | None,
-         questions: Path | None, samples: int | None, seed: int) -> None:
+         questions: Path | None, calls: Path | None, samples: int | None, seed: int) -> None:
     """Run the whole pipeline on this machine: no GPU, no API key, no network needed.
 
     Each stage prints what it did and how long it took; a failure names the stage and the fix.
@@ -42,4 +48,4 @@ def demo(out: Path, quick: bool, model: str | None, base_url: str | None,
                                "drop --model/--base-url/--quick/--samples")
     run_demo(DemoOptions(out=out, quick=quick, model=model, base_url=base_url,
                          tokenizer=tokenizer, replay=replay, push=push_repo,
-                         questions=questions, samples=samples, seed=seed))
+                         questions=questions, calls=calls, samples=samples, seed=seed))

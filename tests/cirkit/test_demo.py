@@ -4,15 +4,34 @@ in tests/test_readme.py, as the README's quickstart."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
+import cirkit
+from cirkit._demo import (
+    DEMO_CALLS,
+    DEMO_DATA,
+    DEMO_QUESTIONS,
+    DemoError,
+    DemoOptions,
+    demo_data,
+    demo_file,
+    run_demo,
+)
 from cirkit.cli import cli
-from cirkit.rollout import ChatTokenizer
+from cirkit.cli._record import read_calls
+from cirkit.rollout import ChatTokenizer, load_questions
+from recorders import SEARCH, VISIT, Store
 from tests.servers.fake_vllm import MODEL, FakeVLLM, dead_url
 from tests.servers.hub import HUB_USER, Hub
+
+# Two calls the local corpus answers, unlike the packaged ones.
+CALLS = ('{"query": "who wrote hamlet", "num_results": 2}\n'
+         '{"url": "https://en.wikipedia.org/wiki/Hamlet"}\n')
 
 
 def _demo(*args: str) -> tuple[int, str]:
@@ -108,3 +127,90 @@ def test_push_uploads_the_folders_it_wrote_to_the_hub(
         assert rows.num_rows == 16                                   # rows may all be dropped)
         assert set(rows.column_names) >= {"data_source", "prompt", "reward_model"}
     assert hub.blocked == []
+
+
+def test_the_default_inputs_are_package_data() -> None:
+    folder = Path(cirkit.__file__).parent / DEMO_DATA
+    for name in (DEMO_QUESTIONS, DEMO_CALLS):
+        assert demo_data(name).read_bytes() == (folder / name).read_bytes()
+        with demo_file(name) as path:  # its own name: rollouts and cards name the input file
+            assert path.name == name and path.read_bytes() == (folder / name).read_bytes()
+    assert len(load_questions(folder / DEMO_QUESTIONS)) == 16
+    assert read_calls(folder / DEMO_CALLS, num_results=5)[0] == (
+        SEARCH, {"query": "who painted the night watch", "num_results": 5})
+    with pytest.raises(DemoError, match=r"packaged demo file cirkit/demo_data/x\.jsonl is missing"):
+        demo_data("x.jsonl")
+
+
+def test_calls_replaces_the_calls_the_tools_stage_records(
+        chat_tokenizer: ChatTokenizer, tmp_path: Path) -> None:
+    calls = tmp_path / "my_calls.jsonl"
+    calls.write_text(CALLS, encoding="utf-8")
+    out = tmp_path / "out"
+    code, text = _demo("--out", str(out), "--quick", "--calls", str(calls), "--base-url",
+                       dead_url(), "--model", MODEL, "--tokenizer", chat_tokenizer.name)
+    assert code == 1 and "stage 3 (model) failed" in text  # the tools stage ran before it
+    assert f"2 calls of {calls}: 2 recorded, 0 from the store" in text
+    with Store(out / "store", readonly=True) as store:
+        recorded = sorted((e.tool, e.args.get("query") or e.args.get("url"))
+                          for _, e in store.entries())
+    assert recorded == [(SEARCH, "who wrote hamlet"),
+                        (VISIT, "https://en.wikipedia.org/wiki/Hamlet")]
+
+
+def test_the_packaged_calls_are_named_as_such(chat_tokenizer: ChatTokenizer,
+                                              tmp_path: Path) -> None:
+    code, text = _demo("--out", str(tmp_path / "out"), "--quick", "--base-url", dead_url(),
+                       "--model", MODEL, "--tokenizer", chat_tokenizer.name)
+    assert code == 1
+    assert "4 calls of cirkit/demo_data/demo_queries.jsonl: 4 recorded" in text
+
+
+def test_a_replay_takes_the_calls_file_it_was_recorded_with(
+        fake_vllm: FakeVLLM, chat_tokenizer: ChatTokenizer, tmp_path: Path) -> None:
+    calls = tmp_path / "my_calls.jsonl"
+    calls.write_text(CALLS, encoding="utf-8")
+    one, two = tmp_path / "one", tmp_path / "two"
+    code, out = _demo("--out", str(one), "--quick", "--calls", str(calls), "--base-url",
+                      fake_vllm.url, "--model", MODEL, "--tokenizer", chat_tokenizer.name)
+    assert code == 0, out
+    settings = json.loads((one / "demo.json").read_text())
+    assert settings["calls"] == {"name": "my_calls.jsonl",
+                                 "sha256": hashlib.sha256(CALLS.encode()).hexdigest()}
+    assert str(tmp_path) not in (one / "demo.json").read_text()  # a name, never a path
+
+    fake_vllm.stop()
+    code, out = _demo("--out", str(two), "--replay", str(one / "store"))
+    assert code == 1
+    assert "cirkit/demo_data/demo_queries.jsonl differs from the calls file the recorded run " \
+           "used" in out
+    assert "hint: pass the same --calls file (my_calls.jsonl)" in out
+    assert not two.exists()
+    code, out = _demo("--out", str(two), "--replay", str(one / "store"), "--calls", str(calls))
+    assert code == 0, out
+    assert f"2 calls of {calls}: 0 recorded, 2 from the store" in out
+    assert _files(one) == _files(two)
+    assert (one / "demo.json").read_bytes() == (two / "demo.json").read_bytes()
+
+
+def test_a_missing_calls_file_is_one_error_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.jsonl"
+    code, out = _demo("--out", str(tmp_path / "out"), "--calls", str(missing))
+    assert code == 2 and "Traceback" not in out
+    errors = [line for line in out.splitlines() if line.startswith("Error")]
+    assert errors == [f"Error: Invalid value for '--calls': File '{missing}' does not exist."]
+    # The same from Python, before any stage and before --out is made.
+    with pytest.raises(DemoError) as e:
+        run_demo(DemoOptions(out=tmp_path / "out", calls=missing))
+    assert e.value.message == f"--calls {missing}: no such file"
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_bad_calls_file_fails_before_any_stage(tmp_path: Path) -> None:
+    bad = tmp_path / "calls.jsonl"
+    bad.write_text('{"query": "fine"}\n{"quer": "typo"}\n', encoding="utf-8")
+    code, out = _demo("--out", str(tmp_path / "out"), "--calls", str(bad))
+    assert code == 1 and "[1/6]" not in out
+    assert f"error: {bad}: 1 bad line(s), nothing recorded" in out
+    assert "line 2: needs a string 'query' (search) or 'url' (visit)" in out
+    assert not (tmp_path / "out").exists()
