@@ -330,12 +330,10 @@ async def paired_rounds(store: Store, index: diskcache.Cache, plain: diskcache.C
     return out
 
 
-def spread(values: list[float], fmt: str = "{:.2f}x") -> str:
-    """The median, and the min-max when there is more than one value."""
-    med = fmt.format(statistics.median(values))
-    if len(values) < 2:
-        return med
-    return f"{med} ({fmt.format(min(values))}-{fmt.format(max(values))})"
+def spread(ratios: list[float]) -> str:
+    """The median ratio, and the min-max when there is more than one."""
+    med = f"{statistics.median(ratios):.2f}x"
+    return med if len(ratios) < 2 else f"{med} ({min(ratios):.2f}x-{max(ratios):.2f}x)"
 
 
 # -- vcrpy -------------------------------------------------------------------------------------

@@ -141,19 +141,9 @@ def normalise_args(tool: str, args: Mapping[str, Any]) -> dict[str, Any]:
 
 def make_key(tool: str, args: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """(key, normalised args) for a call."""
-    if tool == SEARCH:
-        # The replay hot path: well-formed arguments are normalised here and the canonical
-        # document is written out (a property test holds both equal to the generic form);
-        # anything else goes to normalise_args, which says what is wrong.
-        query, num = args.get("query"), args.get("num_results", 5)
-        if type(query) is not str or type(num) is not int or num < 1:
-            norm = normalise_args(tool, args)
-            query, num = norm["query"], norm["num_results"]
-        else:
-            query = " ".join(query.split())  # normalise_query
-        return (hashlib.sha256(_search_document(query, num)).hexdigest(),
-                {"query": query, "num_results": num})
     norm = normalise_args(tool, args)
+    if tool == SEARCH:  # the replay hot path: the canonical document written out (2 us less)
+        return sha256_hex(_search_document(norm["query"], norm["num_results"])), norm
     return sha256_hex(canonical_json({"tool": tool, "args": norm})), norm
 
 

@@ -76,15 +76,21 @@ class Entry:
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Entry:
-        version = d.get("version")
-        if version != ENTRY_VERSION:
-            raise StoreError(
-                f"index entry has version {version!r}; this cirkit reads version {ENTRY_VERSION}",
-                hint="upgrade cirkit, or re-record the store",
-            )
-        # Positional and unconverted: on the replay hot path (the JSON decoder made these).
+        _check_version(d)
+        # Positional and unconverted (the JSON decoder made these).
         return cls(d["blob"], d["tool"], d["args"], d["backend"], d["recorded_at"],
-                   d["latency_ms"], d.get("status", "ok"), tuple(d.get("refs", ())), version)
+                   d["latency_ms"], d.get("status", "ok"), tuple(d.get("refs", ())),
+                   d["version"])
+
+
+def _check_version(d: Mapping[str, Any]) -> None:
+    """An index entry of another version is an error naming both versions."""
+    version = d.get("version")
+    if version != ENTRY_VERSION:
+        raise StoreError(
+            f"index entry has version {version!r}; this cirkit reads version {ENTRY_VERSION}",
+            hint="upgrade cirkit, or re-record the store",
+        )
 
 
 @dataclass(slots=True, frozen=True)
@@ -219,8 +225,7 @@ class Store:
         raw = self._index.get(key)
         if raw is None:
             return None
-        if raw.get("version") != ENTRY_VERSION:
-            Entry.from_json(raw)  # raises, naming both versions
+        _check_version(raw)
         return raw, self.blobs.get(raw["blob"])
 
     def __contains__(self, key: object) -> bool:
