@@ -82,7 +82,7 @@ def make_tokenizer(pool: Pool, out: Path) -> Path:
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=16000, special_tokens=SPECIAL, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    from cirkit._prompts import BUILTIN_TEMPLATE
+    from cirkit.cir import BUILTIN_TEMPLATE
 
     english = [BUILTIN_TEMPLATE.text] * 50  # the system prompt tokenizes like English
     tok.train_from_iterator(english + pool.prose[:2000] + pool.obs[:500], trainer)
@@ -110,7 +110,7 @@ def _response(pool: Pool, rng: np.random.Generator, i: int) -> list[tuple[str, i
 
 def generate(n: int, d: Path, tok_dir: Path, pool: Pool, seed: int) -> tuple[Path, Path]:
     """Trajectory JSONL and text-only JSONL of the same n traces."""
-    from cirkit._prompts import BUILTIN_TEMPLATE, render_messages
+    from cirkit.cir import BUILTIN_TEMPLATE, render_messages
     from cirkit.rollout import ChatTokenizer
 
     tok = ChatTokenizer(tok_dir)

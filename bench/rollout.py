@@ -174,7 +174,7 @@ def main() -> None:
             tempfile.TemporaryDirectory() as tmp:
         print(f"placement: {server.placement.describe() if server.placement else 'vLLM own'}")
         work = Path(tmp)
-        from cirkit._prompts import render_messages
+        from cirkit.cir import render_messages
 
         prompts = [tok.encode(tok.chat_prompt(render_messages(q.question, date=cfg.date))
                               + cfg.think_prefix) for q in qs]

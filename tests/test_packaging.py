@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cirkit._demo import DEMO_CALLS, DEMO_DATA, DEMO_QUESTIONS
+from cirkit.demo import DEMO_CALLS, DEMO_DATA, DEMO_QUESTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 # Run against the wheel itself on sys.path: a zipped install, where no data file is a path.
 ZIPPED = f"""
-import cirkit, cirkit._demo as demo
+import cirkit, cirkit.demo as demo
 assert cirkit.__file__.startswith({{wheel!r}}), cirkit.__file__
 for name in ({DEMO_QUESTIONS!r}, {DEMO_CALLS!r}):
     with demo.demo_file(name) as path:

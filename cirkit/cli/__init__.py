@@ -10,6 +10,7 @@ import click
 from recorders import RecordersError
 
 from .. import __version__
+from ..errors import CirkitError
 from ._build import build
 from ._demo import demo
 from ._exec import exec_cmd
@@ -30,7 +31,7 @@ class _Cli(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except RecordersError as e:
+        except (RecordersError, CirkitError) as e:
             click.secho(f"error: {e.message}", fg="red", err=True)
             if e.hint:
                 click.echo(f"hint: {e.hint}", err=True)

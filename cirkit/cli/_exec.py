@@ -16,7 +16,7 @@ import click
 
 from recorders import SEARCH, VISIT, Mode, Recorder
 
-from .._format import START_CODE, parse, wrap_observation
+from ..cir import START_CODE, parse, wrap_observation
 from ..sandbox import ExecResult, Limits, MiB, Sandbox
 from ._options import backend_option, build_recorder, corpus_option, mode_option, store_option
 
@@ -35,7 +35,7 @@ def _code_of(text: str) -> str:
 def _observation(r: ExecResult, tokenizer: str | None, max_tokens: int) -> str:
     if tokenizer is None:  # no token budget without the model's tokenizer
         return wrap_observation(r.stdout + r.stderr)
-    from .._observation import load_tokenizer, make_observation
+    from ..cir import load_tokenizer, make_observation
 
     tok = load_tokenizer(tokenizer)
     return make_observation(r.stdout, r.stderr, error=r.notice, tokenizer=tok,

@@ -76,7 +76,7 @@ def rollout(questions: Path, out: Path, model: str, base_urls: tuple[str, ...],
 
     With --tools-mode replay --llm-mode replay a run needs no server and no network, and gives
     byte-identical output."""
-    from .._prompts import PromptTemplate
+    from ..cir import PromptTemplate
     from ..llm._types import Sampling
     from ..rollout import ChatTokenizer, RolloutConfig, RolloutLimits, load_questions
     from ..rollout._job import RolloutJob, run_job

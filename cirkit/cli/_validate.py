@@ -12,8 +12,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from .._validate import PROBLEM_CODES, Problem, is_valid
-from .._validate import validate as validate_trace
+from ..cir import PROBLEM_CODES, Problem, is_valid
+from ..cir import validate as validate_trace
 
 __all__ = ["validate"]
 

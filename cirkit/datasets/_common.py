@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from .._prompts import BUILTIN_TEMPLATE, PromptTemplate, format_date
+from ..cir import BUILTIN_TEMPLATE, PromptTemplate, format_date
 from ._card import write_build_manifest, write_card
 from ._filters import Filter, Funnel
 from ._io import ShardWriter, fingerprint

@@ -15,8 +15,7 @@ from typing import Any
 import orjson
 import polars as pl
 
-from .._format import Segment, parse
-from .._prompts import PromptTemplate, render_messages
+from ..cir import PromptTemplate, Segment, parse, render_messages
 from ._tokenize import BuildTokenizer
 
 __all__ = ["PromptContext", "SFTRow", "parse_verdict", "row_from_text", "rows_from_frame"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._validate import validate
+from ..cir import validate
 from ._filters import Filter, Verdict, normalize_answer
 from ._rows import SFTRow
 

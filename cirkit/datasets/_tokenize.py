@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from recorders import RecordersError
 
-from .._format import Segment, parse
+from ..cir import Segment, parse
 from ..rollout._chat import ChatTokenizer
 
 __all__ = ["IGNORE_INDEX", "BuildTokenizer", "Joined", "join_ids", "split_pieces"]

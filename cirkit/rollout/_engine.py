@@ -14,9 +14,15 @@ from typing import Any
 
 from recorders import EXECUTION, Recorder, Response
 
-from .._format import END_CODE, STOP, final_answer, pending_code
-from .._observation import make_observation
-from .._prompts import PromptTemplate, render_messages
+from ..cir import (
+    END_CODE,
+    STOP,
+    PromptTemplate,
+    final_answer,
+    make_observation,
+    pending_code,
+    render_messages,
+)
 from ..llm._client import derive_seed
 from ..llm._types import CompletionClient, Sampling
 from ._chat import ChatTokenizer
@@ -56,7 +62,7 @@ class RolloutConfig:
     block_timeout: float = 10.0
 
     def template_sha256(self) -> str:
-        from .._prompts import BUILTIN_TEMPLATE
+        from ..cir import BUILTIN_TEMPLATE
 
         return (self.template or BUILTIN_TEMPLATE).sha256
 

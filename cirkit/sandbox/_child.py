@@ -24,6 +24,7 @@ import threading
 import types
 from typing import Any, NoReturn
 
+from ..cir import tool_functions
 from . import _isolation, _streams
 from ._protocol import CODE, DONE, ERR, OUT, REPLY, TOOL, frame
 from ._streams import MUX_FD, Mux, make_stream
@@ -33,7 +34,8 @@ __all__ = ["FILENAME", "ToolError", "prepare_worker", "run_child"]
 FILENAME = "<string>"
 #: Exit status of a child whose set-up failed (before any user code ran).
 EXIT_SETUP = 70
-_OWN_FILES = frozenset({__file__, _streams.__file__})
+# Frames of these files are the sandbox's, not the block's: tracebacks hide them.
+_OWN_FILES = frozenset({__file__, _streams.__file__, tool_functions.__code__.co_filename})
 _state = {"mux_in_place": False}
 
 
@@ -59,36 +61,9 @@ class _Tools:
         return str(reply["text"])
 
     def namespace(self) -> dict[str, Any]:
-        call = self.call
-
-        def web_search(query: str, num_results: Any = None, *, num_result: Any = None,
-                       max_result: Any = None, max_results: Any = None) -> str:
-            """Search the web; returns the hits as text. ``num_result``/``max_result``: how many."""
-            given = [v for v in (num_results, num_result, max_result, max_results)
-                     if v is not None]
-            if len(given) > 1:
-                raise TypeError("web_search() got more than one result count")
-            n = given[0] if given else 5
-            if not isinstance(query, str):
-                raise TypeError(f"web_search() query must be str, not {type(query).__name__}")
-            if isinstance(n, bool) or not isinstance(n, int | float) or n != int(n) or n < 1:
-                raise ValueError(f"web_search() result count must be a positive int, not {n!r}")
-            return call("web_search", {"query": query, "num_results": int(n)})
-
-        def web_visit(url: str) -> str:
-            """Fetch a web page; returns its text."""
-            if not isinstance(url, str):
-                raise TypeError(f"web_visit() url must be str, not {type(url).__name__}")
-            return call("web_visit", {"url": url})
-
-        def visit_webpage(url: str) -> str:
-            """Fetch a web page; returns its text."""
-            if not isinstance(url, str):
-                raise TypeError(f"visit_webpage() url must be str, not {type(url).__name__}")
-            return call("web_visit", {"url": url})
-
-        return {"web_search": web_search, "web_visit": web_visit,
-                "visit_webpage": visit_webpage, "ToolError": ToolError}
+        """``web_search``/``web_visit``/``visit_webpage``, generated from the one tool table:
+        every spelling a dialect uses binds to the canonical call the parent answers."""
+        return {**tool_functions(self.call), "ToolError": ToolError}
 
 
 # -- the audit-hook fallback -----------------------------------------------------------------

@@ -21,8 +21,7 @@ from typing import Any
 from recorders import SEARCH, VISIT, render
 from recorders.backends._local import LocalSearch, LocalVisit
 
-from .._format import CODE_CLOSE, CODE_OPEN, THINK_CLOSE, THINK_OPEN, continuation
-from .._prompts import render_messages
+from ..cir import CODE_CLOSE, CODE_OPEN, THINK_CLOSE, THINK_OPEN, continuation, render_messages
 
 __all__ = [
     "ADDED_TOKENS",

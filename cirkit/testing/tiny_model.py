@@ -29,8 +29,7 @@ from typing import Any
 from recorders import RENDERER_VERSION, RecordersError, canonical_json
 from recorders.backends._corpus import cache_dir as _cache_root
 
-from .._prompts import BUILTIN_TEMPLATE
-from .._validate import validate
+from ..cir import BUILTIN_TEMPLATE, validate
 from ._traces import (
     ADDED_TOKENS,
     EOS_TOKEN,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cirkit._observation import Tokenizer, load_tokenizer
+from cirkit.cir import Tokenizer, load_tokenizer
 from cirkit.rollout import ChatTokenizer
 
 _CORPUS = [

@@ -12,7 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 import cirkit
-from cirkit._demo import (
+from cirkit.cli import cli
+from cirkit.cli._record import read_calls
+from cirkit.demo import (
     DEMO_CALLS,
     DEMO_DATA,
     DEMO_QUESTIONS,
@@ -22,8 +24,6 @@ from cirkit._demo import (
     demo_file,
     run_demo,
 )
-from cirkit.cli import cli
-from cirkit.cli._record import read_calls
 from cirkit.rollout import ChatTokenizer, load_questions
 from recorders import SEARCH, VISIT, Store
 from tests.servers.fake_vllm import MODEL, FakeVLLM, dead_url

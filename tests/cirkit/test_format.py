@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cirkit import _format as fmt
-from cirkit._format import (
+from cirkit import cir as fmt
+from cirkit.cir import (
     END_CODE,
     OUTPUT_CLOSE,
     OUTPUT_OPEN,

@@ -8,9 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cirkit import _observation
-from cirkit._format import parse, wrap_observation
-from cirkit._observation import (
+from cirkit import cir as _observation
+from cirkit.cir import (
     DEMO_ERROR_HINT,
     TRUNCATION_NOTE,
     Observation,
@@ -18,6 +17,8 @@ from cirkit._observation import (
     TokenizerLoadError,
     load_tokenizer,
     make_observation,
+    parse,
+    wrap_observation,
 )
 
 LONG = "Index: 1\nURL: https://example.org/page\nTitle: Example\nPreview: a page\n" * 200

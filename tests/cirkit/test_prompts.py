@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from cirkit import _prompts
-from cirkit._format import CODE_OPEN, END_CODE, THINK_CLOSE
-from cirkit._prompts import (
+from cirkit import cir as _prompts
+from cirkit.cir import (
     BUILTIN_TEMPLATE,
+    CODE_OPEN,
+    END_CODE,
     TEMPLATE_FIELDS,
+    THINK_CLOSE,
     PromptTemplate,
     PromptTemplateError,
     format_date,

@@ -8,8 +8,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cirkit._format import continuation, wrap_observation
-from cirkit._validate import PROBLEM_CODES, Problem, detect_dialect, is_valid, validate
+from cirkit.cir import (
+    PROBLEM_CODES,
+    Problem,
+    continuation,
+    detect_dialect,
+    is_valid,
+    validate,
+    wrap_observation,
+)
 
 
 def code(body: str) -> str:
@@ -45,7 +52,7 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "no_code": ("<think>\nI know this.\n</think>\nParis", {}),
     "output_separator": (code("print(1)") + "\n\n" + wrap_observation("1") + "\n" + END, {}),
     "unknown_tool_call": (step("print(google_search('x'))") + END, {}),
-    "unknown_tool_argument": (step("print(web_search('x', num_results=3))") + END, {}),
+    "unknown_tool_argument": (step("print(web_search('x', limit=3))") + END, {}),
     "mixed_dialect": (step("print(web_visit('u'))") + step("print(visit_webpage('u'))") + END,
                       {}),
     "dialect_mismatch": (step("print(visit_webpage('u'))") + END, {"dialect": "card"}),

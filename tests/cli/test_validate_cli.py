@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from cirkit._format import wrap_observation
+from cirkit.cir import wrap_observation
 from cirkit.cli._validate import validate
 
 STEP = "<start_code>\n```python\nprint(web_search('x', num_result=2))\n```<end_code>\n" + \

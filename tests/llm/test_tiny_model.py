@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cirkit._format import END_CODE, START_CODE, parse
-from cirkit._validate import validate
+from cirkit.cir import END_CODE, START_CODE, parse, validate
 from cirkit.rollout._chat import ChatTokenizer
 from cirkit.testing import _traces, tiny_model, vllm_env
 from cirkit.testing._traces import (

@@ -15,8 +15,7 @@ import httpx
 import pytest
 from tokenizers import Tokenizer
 
-from cirkit._format import END_CODE, THINK_OPEN, pending_code
-from cirkit._validate import validate
+from cirkit.cir import END_CODE, THINK_OPEN, pending_code, validate
 from cirkit.llm import OpenAICompletionClient, Sampling
 from cirkit.testing import cir_prompt
 from tests.servers.vllm import _TIMINGS, VllmHandle

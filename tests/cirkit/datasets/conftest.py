@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 
-from cirkit._format import final_answer, wrap_observation
-from cirkit._prompts import BUILTIN_TEMPLATE, render_messages
+from cirkit.cir import BUILTIN_TEMPLATE, final_answer, render_messages, wrap_observation
 from cirkit.datasets import BuildTokenizer
 from cirkit.rollout import ChatTokenizer
 

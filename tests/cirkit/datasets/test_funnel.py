@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from cirkit._format import wrap_observation
-from cirkit._prompts import render_messages
+from cirkit.cir import render_messages, wrap_observation
 from cirkit.datasets import (
     Filter,
     Funnel,
@@ -123,7 +122,7 @@ def test_without_require_correct_the_correct_filter_is_absent(
 
 def test_a_template_file_rebuilds_the_prompt_it_made(
         chat_tokenizer: ChatTokenizer, tmp_path: Path) -> None:
-    from cirkit._prompts import PromptTemplate
+    from cirkit.cir import PromptTemplate
 
     tpl_file = tmp_path / "prompt.txt"
     tpl_file.write_text("Tools:\n{tools}\nDate: {date}\n")

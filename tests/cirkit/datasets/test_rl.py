@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cirkit._prompts import render_messages
+from cirkit.cir import render_messages
 from cirkit.datasets import BuildTokenizer, RLOptions, build_rl, rl_schema
 from cirkit.rollout import ChatTokenizer
 

@@ -8,8 +8,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from cirkit._format import parse
-from cirkit._prompts import render_messages
+from cirkit.cir import parse, render_messages
 from cirkit.datasets import IGNORE_INDEX, SFT_SCHEMA, BuildResult, BuildTokenizer, build_sft
 from cirkit.datasets._sft import SFTOptions
 from cirkit.rollout import ChatTokenizer

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from cirkit._prompts import render_messages
+from cirkit.cir import render_messages
 from cirkit.datasets import IGNORE_INDEX, BuildTokenizer, split_pieces
 from cirkit.datasets._tokenize import join_ids
 from cirkit.rollout import ChatTokenizer

@@ -20,8 +20,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from cirkit._format import wrap_observation
-from cirkit._prompts import render_messages
+from cirkit.cir import render_messages, wrap_observation
 from cirkit.datasets import IGNORE_INDEX, BuildTokenizer, build_sft
 from cirkit.rollout import ChatTokenizer
 from cirkit.testing import TRL_SPEC

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cirkit._observation import Tokenizer, make_observation
+from cirkit.cir import Tokenizer, make_observation
 from cirkit.sandbox import ExecResult, Sandbox
 
 from .conftest import TEST_LIMITS, only_waiting_children, processes_of

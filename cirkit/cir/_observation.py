@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from recorders import RecordersError
-
+from ..errors import EnvError
 from ._format import wrap_observation
 
 __all__ = [
@@ -48,7 +47,7 @@ class Tokenizer(Protocol):
     def decode(self, ids: list[int]) -> str: ...
 
 
-class TokenizerLoadError(RecordersError):
+class TokenizerLoadError(EnvError):
     """No usable tokenizer at the given place."""
 
 

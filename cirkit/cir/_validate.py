@@ -15,18 +15,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ._dialect import DIALECTS, TOOLS, Dialect, get_dialect
 from ._format import (
     _CODE_OPEN_RE,
-    DIALECTS,
     END_CODE,
     OUTPUT_OPEN,
     START_CODE,
     THINK_CLOSE,
     THINK_OPEN,
-    Dialect,
     Segment,
     _scan,
-    get_dialect,
     parse,
 )
 
@@ -67,12 +65,11 @@ PROBLEM_CODES: dict[str, tuple[Severity, str]] = {
     "dialect_mismatch": ("warning", "tool spelling of the other dialect"),
 }
 
-_KNOWN_TOOLS = {d.search for d in DIALECTS.values()} | {d.visit for d in DIALECTS.values()}
-_TOOL_KEYWORDS = {
-    "web_search": {"query", "num_result", "max_result"},
-    "web_visit": {"url"},
-    "visit_webpage": {"url"},
-}
+#: Function name -> the keywords it takes, every spelling of the one tool table.
+_TOOL_KEYWORDS = {s: t.keywords for t in TOOLS.values() for s in t.spellings}
+_KNOWN_TOOLS = frozenset(_TOOL_KEYWORDS)
+#: A name or keyword only one dialect uses -> that dialect.
+_EVIDENCE = {m: d.name for d in DIALECTS.values() for m in d.markers}
 _BUILTINS = frozenset(dir(builtins))
 _CODE_OPEN_PREFIX = "\n```python\n"
 
@@ -289,12 +286,9 @@ def _calls(seg: Segment, tree: ast.AST) -> Iterator[_Call]:
         col = _char_col(seg, line_starts, node.lineno, node.col_offset)
         offset = _code_offset(seg, line_starts, node.lineno, col)
         kws = tuple(k.arg for k in node.keywords if k.arg is not None)
-        evidence: Literal["card", "demo"] | None = None
-        if name == "web_visit" or "num_result" in kws:
-            evidence = "card"
-        elif name == "visit_webpage" or "max_result" in kws:
-            evidence = "demo"
-        bad = tuple(k for k in kws if k not in _TOOL_KEYWORDS.get(name, set(kws)))
+        marks = [_EVIDENCE[m] for m in (name, *kws) if m in _EVIDENCE]
+        evidence: Literal["card", "demo"] | None = marks[0] if marks else None
+        bad = tuple(k for k in kws if k not in _TOOL_KEYWORDS.get(name, frozenset(kws)))
         yield _Call(name, offset, evidence, bad)
 
 

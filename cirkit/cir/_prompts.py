@@ -28,9 +28,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from recorders import RecordersError
-
-from ._format import END_CODE, START_CODE, THINK_CLOSE, Dialect, get_dialect
+from ..errors import InputError
+from ._dialect import Dialect, get_dialect
+from ._format import END_CODE, START_CODE, THINK_CLOSE
 
 __all__ = [
     "BUILTIN_TEMPLATE",
@@ -59,7 +59,7 @@ _FORMATTED = re.compile(
     r"\d{4} \d\d:\d\d:\d\d GMT")
 
 
-class PromptTemplateError(RecordersError):
+class PromptTemplateError(InputError):
     """A template file that cannot be read, or a date that cannot be understood."""
 
 

@@ -30,6 +30,8 @@ from rich.table import Table
 
 from recorders import SEARCH, VISIT, Mode, Recorder, RecordersError, Store, make_backend
 
+from .errors import CirkitError
+
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable  # Python 3.11+; importlib.abc before
 
@@ -48,7 +50,7 @@ DEMO_QUESTIONS = "demo_questions.jsonl"
 DEMO_CALLS = "demo_queries.jsonl"
 
 
-class DemoError(RecordersError):
+class DemoError(CirkitError):
     """A stage failed: the message names it, the hint says what to do."""
 
 
@@ -196,9 +198,11 @@ def _stage(run: _Run, name: str, fix: str) -> Iterator[list[str]]:
         yield said
     except DemoError:
         raise
-    except (RecordersError, OSError, ValueError, RuntimeError) as e:
-        msg = e.message if isinstance(e, RecordersError) else f"{type(e).__name__}: {e}"
-        hint = e.hint if isinstance(e, RecordersError) and e.hint else fix
+    except (RecordersError, CirkitError, OSError, ValueError, RuntimeError) as e:
+        if isinstance(e, RecordersError | CirkitError):
+            msg, hint = e.message, e.hint or fix
+        else:
+            msg, hint = f"{type(e).__name__}: {e}", fix
         raise DemoError(f"stage {n} ({name}) failed: {msg}", hint=hint) from e
     seconds = time.perf_counter() - started
     text = "; ".join(said)
@@ -289,7 +293,7 @@ def _model(run: _Run, stack: contextlib.ExitStack) -> None:
             _use_tokenizer(run, opts.tokenizer or opts.model)
             said.append(f"using {opts.model} at {opts.base_url}")
             return
-        from .llm._server import VllmServer
+        from .llm import VllmServer
         from .testing import MODEL_NAME, ensure_tiny_model, vllm_python
 
         t0 = time.perf_counter()
@@ -317,9 +321,15 @@ def _model(run: _Run, stack: contextlib.ExitStack) -> None:
 
 
 def _rollouts(run: _Run, questions: Path) -> None:
-    from .llm._types import Sampling
-    from .rollout import ChatTokenizer, RolloutConfig, RolloutJob, RolloutLimits, run_job
-    from .rollout._questions import load_questions
+    from .llm import Sampling
+    from .rollout import (
+        ChatTokenizer,
+        RolloutConfig,
+        RolloutJob,
+        RolloutLimits,
+        load_questions,
+        run_job,
+    )
 
     opts, s = run.opts, run.settings
     with _stage(run, "rollouts", "rerun the same command: finished rollouts are kept") as said:

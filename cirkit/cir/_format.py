@@ -4,7 +4,7 @@ A CIR trace is one assistant turn: reasoning prose with code blocks, each follow
 observation the sandbox produced, then ``</think>`` and the final answer. The strings below must
 match what II-Search-CIR-4B was trained on byte for byte, so every other module takes them from
 here. ``parse`` never fails and never loses a character (``render(parse(x)) == x`` for every
-string): pieces it cannot recognise stay text, and ``cirkit._validate`` explains what is wrong.
+string): pieces it cannot recognise stay text, and ``validate`` explains what is wrong.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from typing import Literal
 __all__ = [
     "CODE_CLOSE",
     "CODE_OPEN",
-    "DIALECTS",
     "END_CODE",
     "FENCE",
     "OUTPUT_CLOSE",
@@ -28,12 +27,10 @@ __all__ = [
     "STOP",
     "THINK_CLOSE",
     "THINK_OPEN",
-    "Dialect",
     "Segment",
     "SegmentKind",
     "continuation",
     "final_answer",
-    "get_dialect",
     "parse",
     "pending_code",
     "render",
@@ -77,38 +74,6 @@ class Segment:
     def code(self) -> str | None:
         """The Python source of a code block, ``None`` for other kinds."""
         return self.body if self.kind == "code" else None
-
-
-@dataclass(slots=True, frozen=True)
-class Dialect:
-    """Tool names and the result-count keyword that a family of traces uses."""
-
-    name: Literal["card", "demo"]
-    search: str
-    visit: str
-    count_param: str
-    search_signature: str
-    visit_signature: str
-
-
-#: The model card's names and the II-Researcher demo's names (see docs on dialects).
-DIALECTS: dict[str, Dialect] = {
-    "card": Dialect("card", "web_search", "web_visit", "num_result",
-                    "web_search(query: str, num_result: int)", "web_visit(url: str)"),
-    "demo": Dialect("demo", "web_search", "visit_webpage", "max_result",
-                    "web_search(query: str, max_result: int = 5)", "visit_webpage(url: str)"),
-}
-
-
-def get_dialect(dialect: str | Dialect) -> Dialect:
-    """The Dialect for a name ("card" or "demo"); a clear error for anything else."""
-    if isinstance(dialect, Dialect):
-        return dialect
-    try:
-        return DIALECTS[dialect]
-    except KeyError:
-        raise ValueError(
-            f"unknown dialect {dialect!r}: expected one of {', '.join(DIALECTS)}") from None
 
 
 def wrap_observation(text: str) -> str:
