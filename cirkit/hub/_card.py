@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from recorders import RecordersError
+from ..errors import HubError
 
 __all__ = [
     "DATA_SUFFIXES",
@@ -34,10 +34,6 @@ DATA_SUFFIXES = (".parquet", ".arrow", ".jsonl", ".csv")
 SKIP_DIRS = frozenset({".git", ".cache", "__pycache__"})  # local clutter, never dataset content
 _FRONT = re.compile(r"\A\ufeff?---[ \t]*\r?\n(.*?)^---[ \t]*(?:\r?\n|\Z)", re.S | re.M)
 _BEGIN, _END = "<!-- cirkit:store -->", "<!-- /cirkit:store -->"
-
-
-class HubError(RecordersError):
-    """A push or pull that cannot go ahead: what is wrong plus how to fix it."""
 
 
 @dataclass(frozen=True, slots=True)

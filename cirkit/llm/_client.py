@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from recorders import COMPLETION, Mode, Recorder, RecordersError, Response, canonical_json
+from recorders import COMPLETION, Mode, Recorder, Response, canonical_json
 
+from ..errors import ModelServerError
 from ._types import Completion, CompletionClient, Sampling
 
 __all__ = ["BACKEND_NAME", "LLMError", "ModelNotFoundError", "OpenAICompletionClient",
@@ -37,7 +38,7 @@ _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _RAW_DROP = frozenset({"prompt_token_ids", "logprobs", "prompt_logprobs", "token_ids", "text"})
 
 
-class LLMError(RecordersError):
+class LLMError(ModelServerError):
     """A model server call failed: unreachable, rejected, or answered something unusable."""
 
 

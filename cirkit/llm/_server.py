@@ -27,9 +27,8 @@ from typing import Any
 
 import httpx
 
-from recorders import RecordersError
-
-from ._affinity import Placement, place_engine_core
+from ..errors import ModelServerError
+from .affinity import Placement, place_engine_core
 
 __all__ = [
     "CPU_ARGS",
@@ -51,7 +50,7 @@ _QUIET_ENV = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
 _LOG_TAIL_LINES = 40
 
 
-class VllmServerError(RecordersError):
+class VllmServerError(ModelServerError):
     """The server could not start, died, or did not become ready in time."""
 
 
@@ -105,7 +104,7 @@ class VllmServer:
     ``place_engine_core`` (default: on with ``cpu``): once ready, move vLLM's engine core onto
     its model worker's CPU when the worker has only one, leaving the reserved CPU to the API
     server (on 2 CPUs, 96 batched rollout turns took 1.06-1.11 s instead of 1.2-3.5 s,
-    varying run to run; see ``cirkit.llm._affinity``).
+    varying run to run; see ``cirkit.llm.affinity``).
     ``placement`` says what was applied.
     ``rope_scaling`` (e.g. ``card_rope_scaling()``) is passed as ``--hf-overrides``.
     The log goes to ``log_path`` (default: a new temp file, kept after the server stops).

@@ -5,8 +5,8 @@ Nothing here imports torch: the model is trained and served under the venv's pyt
 ``import cirkit.testing`` works in any cirkit install.
 """
 
-from ._traces import chat_prompt, cir_prompt
 from .tiny_model import MODEL_NAME, TinyModelError, build_tiny_model, ensure_tiny_model
+from .traces import chat_prompt, cir_prompt
 from .trl_env import TRL_SPEC, TrlEnvError, ensure_trl
 from .vllm_env import VLLM_SPEC, VllmEnvError, ensure_vllm_venv, vllm_python
 

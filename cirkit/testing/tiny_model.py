@@ -30,7 +30,8 @@ from recorders import RENDERER_VERSION, RecordersError, canonical_json
 from recorders.backends._corpus import cache_dir as _cache_root
 
 from ..cir import BUILTIN_TEMPLATE, validate
-from ._traces import (
+from ..errors import CirkitError, EnvError
+from .traces import (
     ADDED_TOKENS,
     EOS_TOKEN,
     SPECIAL_TOKENS,
@@ -64,10 +65,10 @@ RECIPE: dict[str, Any] = {
               "bf16_autocast": True},
 }
 _HERE = Path(__file__).resolve().parent
-_SOURCES = ("_traces.py", "_train.py")  # what decides the model's bytes (not this file)
+_SOURCES = ("traces.py", "_train.py")  # what decides the model's bytes (not this file)
 
 
-class TinyModelError(RecordersError):
+class TinyModelError(EnvError):
     """The tiny model could not be built (training failed or never learned the format)."""
 
 
@@ -226,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         manifest = build_tiny_model(args.out_dir, python=args.python)
-    except RecordersError as e:
+    except (RecordersError, CirkitError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(json.dumps({k: manifest[k] for k in ("recipe_sha256", "training_steps",

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .vllm_env import VllmEnvError, _clean_env, _run
+from .vllm_env import VllmEnvError, clean_env, run_logged
 
 __all__ = ["TRL_SPEC", "TrlEnvError", "ensure_trl", "trl_info"]
 
@@ -54,7 +54,7 @@ def _probe(python: str) -> tuple[Path, dict[str, str]]:
     """The environment's prefix and its installed distributions (canonical name → version)."""
     try:
         proc = subprocess.run([python, "-c", _PROBE], capture_output=True, text=True,
-                              env=_clean_env(), check=False)
+                              env=clean_env(), check=False)
     except OSError as e:
         raise TrlEnvError(f"cannot run {python}: {e}",
                           hint="point CIRKIT_VLLM_PYTHON at a working python") from e
@@ -83,7 +83,7 @@ def _install(python: str, prefix: Path, before: dict[str, str]) -> dict[str, Any
     constraints = prefix / "cirkit-trl.constraints.txt"
     constraints.write_text("".join(f"{n}=={v}\n" for n, v in sorted(before.items())),
                            encoding="utf-8")
-    _run([python, "-m", "pip", "install", "-c", str(constraints), TRL_SPEC], log,
+    run_logged([python, "-m", "pip", "install", "-c", str(constraints), TRL_SPEC], log,
          f"pip install {TRL_SPEC} (every installed package held at its version)", TrlEnvError)
     _, after = _probe(python)
     moved = {n: f"{v} -> {after.get(n, 'removed')}" for n, v in before.items()
@@ -91,7 +91,7 @@ def _install(python: str, prefix: Path, before: dict[str, str]) -> dict[str, Any
     if moved:  # the constraints should make this impossible; never accept it silently
         raise TrlEnvError(f"installing {TRL_SPEC} changed packages that were there: {moved}",
                           hint=f"see {log}; rebuild the venv (delete it) to restore it")
-    versions = _run([python, "-c", _SMOKE], log, "importing trl", TrlEnvError).split()
+    versions = run_logged([python, "-c", _SMOKE], log, "importing trl", TrlEnvError).split()
     meta = {"format": _FORMAT, "spec": TRL_SPEC,
             **dict(zip(("trl", "accelerate", "datasets", "transformers", "torch"), versions,
                        strict=True)),

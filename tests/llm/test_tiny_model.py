@@ -12,8 +12,9 @@ import pytest
 
 from cirkit.cir import END_CODE, START_CODE, parse, validate
 from cirkit.rollout._chat import ChatTokenizer
-from cirkit.testing import _traces, tiny_model, vllm_env
-from cirkit.testing._traces import (
+from cirkit.testing import tiny_model, vllm_env
+from cirkit.testing import traces as trace_gen
+from cirkit.testing.traces import (
     ADDED_TOKENS,
     SPECIAL_TOKENS,
     chat_prompt,
@@ -27,11 +28,11 @@ from recorders.backends._local import LocalSearch, LocalVisit
 
 
 @pytest.fixture(scope="module")
-def traces() -> list[_traces.Trace]:
+def traces() -> list[trace_gen.Trace]:
     return make_traces(12, seed=7)
 
 
-def test_traces_are_valid_cir_with_real_observations(traces: list[_traces.Trace]) -> None:
+def test_traces_are_valid_cir_with_real_observations(traces: list[trace_gen.Trace]) -> None:
     assert traces == make_traces(12, seed=7)  # same seed, same traces
     search, visit = LocalSearch(), LocalVisit()
     shapes = set()
@@ -62,9 +63,9 @@ def test_traces_are_valid_cir_with_real_observations(traces: list[_traces.Trace]
     assert len(shapes) >= 3  # plain, empty search first, missing page first (+ settle)
 
 
-def test_probes_stop_before_each_trained_piece(traces: list[_traces.Trace]) -> None:
+def test_probes_stop_before_each_trained_piece(traces: list[trace_gen.Trace]) -> None:
     tok = train_tokenizer(["".join(p.text for p in t) for t in traces], 600)
-    probes = _traces.make_probes(tok, traces[:3])
+    probes = trace_gen.make_probes(tok, traces[:3])
     want = [e for t in traces[:3] for e in
             ["code"] * (sum(p.trained for p in t) - 1) + ["answer"]]
     assert [p["expect"] for p in probes] == want and want.count("answer") == 3
@@ -72,7 +73,7 @@ def test_probes_stop_before_each_trained_piece(traces: list[_traces.Trace]) -> N
 
 
 def test_tokenizer_keeps_markers_whole_and_matches_the_chat_template(
-        traces: list[_traces.Trace], tmp_path: Path) -> None:
+        traces: list[trace_gen.Trace], tmp_path: Path) -> None:
     tok = train_tokenizer(["".join(p.text for p in t) for t in traces], 600)
     ids = write_tokenizer_files(tok, tmp_path, model_max_length=4096)
     for t in (*SPECIAL_TOKENS, *ADDED_TOKENS):

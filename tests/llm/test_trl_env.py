@@ -41,7 +41,7 @@ class FakeEnv:
 def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeEnv:
     env = FakeEnv(tmp_path)
     monkeypatch.setattr(trl_env, "_probe", env.probe)
-    monkeypatch.setattr(trl_env, "_run", env.run)
+    monkeypatch.setattr(trl_env, "run_logged", env.run)
     return env
 
 
@@ -73,7 +73,7 @@ def test_an_install_that_moves_a_package_is_refused(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     env = FakeEnv(tmp_path, moves={"transformers": "5.20.0"})
     monkeypatch.setattr(trl_env, "_probe", env.probe)
-    monkeypatch.setattr(trl_env, "_run", env.run)
+    monkeypatch.setattr(trl_env, "run_logged", env.run)
     with pytest.raises(TrlEnvError, match=r"transformers.*5\.19\.0 -> 5\.20\.0") as err:
         ensure_trl("python")
     assert "cirkit-trl.install.log" in str(err.value)
@@ -94,10 +94,10 @@ def test_pip_failure_names_the_log(tmp_path: Path, monkeypatch: pytest.MonkeyPat
                     "sys.exit(1)"]
 
     def run(cmd: list[str], log: Path, what: str, error: type[Exception]) -> str:
-        from cirkit.testing.vllm_env import _run
-        return _run(failing, log, what, TrlEnvError)
+        from cirkit.testing.vllm_env import run_logged
+        return run_logged(failing, log, what, TrlEnvError)
 
-    monkeypatch.setattr(trl_env, "_run", run)
+    monkeypatch.setattr(trl_env, "run_logged", run)
     with pytest.raises(TrlEnvError) as err:
         ensure_trl("python")
     assert "No matching distribution" in str(err.value)

@@ -18,7 +18,7 @@ from tokenizers import Tokenizer
 from cirkit.cir import END_CODE, THINK_OPEN, pending_code, validate
 from cirkit.llm import OpenAICompletionClient, Sampling
 from cirkit.testing import cir_prompt
-from tests.servers.vllm import _TIMINGS, VllmHandle
+from tests.servers.vllm import TIMINGS, VllmHandle
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
@@ -46,7 +46,7 @@ def test_token_ids_in_and_out_and_seed(vllm_server: VllmHandle, tok: Tokenizer) 
     prompt = _ids(tok, "What is Paris?")
     started = time.perf_counter()
     first = _complete(vllm_server, prompt, temperature=1.0, seed=1234)
-    _TIMINGS.setdefault("first_completion", time.perf_counter() - started)
+    TIMINGS.setdefault("first_completion", time.perf_counter() - started)
     again = _complete(vllm_server, prompt, temperature=1.0, seed=1234)
     assert first["prompt_token_ids"] == prompt
     ids = first["token_ids"]
@@ -89,8 +89,8 @@ def test_greedy_decoding_speed(vllm_server: VllmHandle, tok: Tokenizer) -> None:
                        stop=[])
     seconds = time.perf_counter() - started
     assert len(choice["token_ids"]) == 256
-    _TIMINGS["greedy_256_tokens"] = seconds
-    _TIMINGS["tokens_per_s"] = 256 / seconds
+    TIMINGS["greedy_256_tokens"] = seconds
+    TIMINGS["tokens_per_s"] = 256 / seconds
 
 
 async def test_many_seeded_requests_at_once_with_long_prompts(vllm_server: VllmHandle,

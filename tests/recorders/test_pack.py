@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from recorders import InMemoryBackend, PackError, Recorder, Store, pack, read_manifest, unpack
-from tests.recorders._worker import answer
+from tests.recorders.store_worker import answer
 
 
 async def _fill(path: Path, queries: list[str]) -> Store:

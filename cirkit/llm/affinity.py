@@ -19,7 +19,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-__all__ = ["Placement", "place_engine_core", "plan_placement"]
+__all__ = [
+    "ENGINE_CORE", "WORKER", "Placement", "descendants", "place_engine_core", "plan_placement",
+    "process_table",
+]
 
 WORKER = "VLLM::Worker"
 ENGINE_CORE = "VLLM::EngineCor"  # the kernel keeps 15 characters of a process name
@@ -50,7 +53,7 @@ def plan_placement(worker_cpus: frozenset[int], allowed: frozenset[int]) -> Plac
     return Placement(engine_core=worker_cpus, api_server=rest)
 
 
-def _processes() -> dict[int, tuple[int, str]]:
+def process_table() -> dict[int, tuple[int, str]]:
     """pid -> (parent pid, name) of every process visible in /proc."""
     procs: dict[int, tuple[int, str]] = {}
     for entry in os.listdir("/proc"):
@@ -67,7 +70,7 @@ def _processes() -> dict[int, tuple[int, str]]:
     return procs
 
 
-def _descendants(root: int, procs: dict[int, tuple[int, str]]) -> list[tuple[int, str]]:
+def descendants(root: int, procs: dict[int, tuple[int, str]]) -> list[tuple[int, str]]:
     children: dict[int, list[int]] = {}
     for pid, (ppid, _) in sorted(procs.items()):
         children.setdefault(ppid, []).append(pid)
@@ -93,7 +96,7 @@ def place_engine_core(api_pid: int) -> Placement | None:
     if not hasattr(os, "sched_setaffinity") or not os.path.isdir("/proc"):
         return None
     try:
-        tree = _descendants(api_pid, _processes())
+        tree = descendants(api_pid, process_table())
         workers = [pid for pid, name in tree if name.startswith(WORKER)]
         cores = [pid for pid, name in tree if name.startswith(ENGINE_CORE)]
         if not workers or len(cores) != 1:

@@ -1,6 +1,6 @@
 """A separate process that records calls into a store (for concurrency and kill tests).
 
-usage: python -m tests.recorders._worker STORE START STOP [--mode M]
+usage: python -m tests.recorders.store_worker STORE START STOP [--mode M]
 Records web_search calls "query {i}" for i in [START, STOP) from an in-memory backend whose
 answer depends only on the query, then prints the keys it used, one per line.
 """

@@ -2,7 +2,7 @@
 
 This half of the tiny-model build runs in cirkit's own environment (no torch): the observations
 come from the real local backends (``LocalSearch``/``LocalVisit``) rendered by
-``recorders.render``, and every delimiter comes from ``cirkit._format``, so the model learns the
+``recorders.render``, and every delimiter comes from ``cirkit.cir``, so the model learns the
 exact bytes a rollout will show it. Each trace is a list of ``(text, trained)`` pieces: the
 prompt and the injected observations are not trained on, like in a real SFT set.
 """
