@@ -13,6 +13,7 @@ from .. import __version__
 from ..errors import CirkitError
 from ._build import build
 from ._demo import demo
+from ._errors import Group, fail, leaf_command
 from ._exec import exec_cmd
 from ._push import pull, push
 from ._record import record
@@ -25,17 +26,15 @@ from ._validate import validate
 __all__ = ["cli", "main"]
 
 
-class _Cli(click.Group):
-    """Turns known errors into one clear line plus a hint, never a traceback."""
+class _Cli(Group):
+    """Turns known errors, and OS and decode errors at the edges, into one clear line plus a
+    hint naming this command's option: never a traceback for a user's input."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (RecordersError, CirkitError) as e:
-            click.secho(f"error: {e.message}", fg="red", err=True)
-            if e.hint:
-                click.echo(f"hint: {e.hint}", err=True)
-            sys.exit(1)
+        except (RecordersError, CirkitError, OSError, UnicodeError) as e:
+            fail(e, leaf_command(ctx))
         except KeyboardInterrupt:
             click.echo("interrupted; everything recorded so far is kept", err=True)
             sys.exit(130)

@@ -11,6 +11,8 @@ from rich.table import Table
 
 from recorders import Store, pack, read_manifest, render, unpack
 
+from ._errors import Group
+
 __all__ = ["store"]
 
 _existing = click.Path(exists=True, file_okay=False, path_type=Path)
@@ -20,7 +22,7 @@ def _console() -> Console:
     return Console(highlight=False)
 
 
-@click.group()
+@click.group(cls=Group)
 def store() -> None:
     """Inspect, check and ship a store."""
 

@@ -11,6 +11,7 @@ import click
 
 from recorders import SEARCH, VISIT, Mode, ToolResult
 
+from ._errors import Group
 from ._options import (
     backend_option,
     build_recorder,
@@ -22,7 +23,7 @@ from ._options import (
 __all__ = ["tools"]
 
 
-@click.group()
+@click.group(cls=Group)
 def tools() -> None:
     """Call web_search / web_visit once, through a store."""
 
