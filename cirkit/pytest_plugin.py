@@ -62,6 +62,19 @@ _MISS_HINT = ("record it first (pytest --cirkit-mode=auto, or record), or fix th
               "matches")
 
 
+def _miss_for_pytest(miss: Any) -> Exception:
+    """A strict-replay miss as a test shows it: the same error, whose hint names this plugin's
+    flag (``--cirkit-mode``) instead of the library's setting."""
+    import recorders
+
+    class ReplayMissError(recorders.ReplayMissError):
+        __module__ = recorders.ReplayMissError.__module__
+
+    err = ReplayMissError(miss.message, key=miss.key, fields=miss.fields, nearest=miss.nearest)
+    err.hint = _MISS_HINT
+    return err
+
+
 class NetworkBlockedError(RuntimeError):
     """A connect to a non-loopback address under ``--cirkit-block-network`` (a RuntimeError,
     not an OSError, so that HTTP clients' retry loops do not swallow it)."""
@@ -74,13 +87,28 @@ class CirkitTools:
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
 
-    def web_search(self, query: str, num_results: int = 5) -> str:
+    def web_search(self, *args: Any, **kwargs: Any) -> str:
+        """``web_search(query, num_results=5)``; every spelling a code block may use
+        (``num_result``, ``max_result``...) works, bound through ``cirkit.cir.TOOLS``."""
         __tracebackhide__ = True
-        return self.call("web_search", {"query": query, "num_results": num_results}).text
+        return self._tool("web_search", args, kwargs)
 
-    def web_visit(self, url: str) -> str:
+    def web_visit(self, *args: Any, **kwargs: Any) -> str:
+        """``web_visit(url)``."""
         __tracebackhide__ = True
-        return self.call("web_visit", {"url": url}).text
+        return self._tool("web_visit", args, kwargs)
+
+    def visit_webpage(self, *args: Any, **kwargs: Any) -> str:
+        """The demo dialect's ``visit_webpage(url)``: the same call as ``web_visit``."""
+        __tracebackhide__ = True
+        return self._tool("visit_webpage", args, kwargs)
+
+    def _tool(self, spelling: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        from .cir import get_tool
+
+        __tracebackhide__ = True
+        tool = get_tool(spelling)
+        return self.call(tool.name, tool.bind(spelling, args, kwargs)).text
 
     def call(self, tool: str, args: Mapping[str, Any]) -> ToolResult:
         """The whole ToolResult (text, data, key, from_store) of one call."""
@@ -99,8 +127,7 @@ class CirkitTools:
         try:
             return self.recorder.call_sync(tool, args)
         except ReplayMissError as e:  # shown at the test's line, not deep in asyncio
-            e.hint = _MISS_HINT
-            raise e.with_traceback(None) from None
+            raise _miss_for_pytest(e) from None
 
 
 # -- options and markers -----------------------------------------------------------------------

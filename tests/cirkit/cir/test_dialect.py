@@ -103,3 +103,27 @@ def test_every_spelling_and_dialect_marker_comes_from_the_table() -> None:
     assert detect_dialect(_trace("print(web_search('q', num_results=2))")) is None
     with pytest.raises(ValueError, match="unknown tool 'google'"):
         get_tool("google")
+
+
+@pytest.mark.parametrize(("code", "expected"), ACCEPTED)
+def test_the_pytest_fixture_accepts_the_same_calls(code: str, expected: Any) -> None:
+    from recorders import InMemoryBackend, Recorder
+
+    from cirkit.pytest_plugin import CirkitTools
+
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    def answer(tool: str) -> Any:
+        def handle(args: Any) -> dict[str, Any]:
+            seen.append((tool, dict(args)))
+            if tool == "web_search":
+                return {"hits": []}
+            return {"url": args["url"], "title": "", "text": "ok"}
+        return handle
+
+    rec = Recorder(None, search=InMemoryBackend("web_search", answer("web_search")),
+                   visit=InMemoryBackend("web_visit", answer("web_visit")), mode="off")
+    tools = CirkitTools(rec)
+    eval(code, {name: getattr(tools, name)
+                for name in ("web_search", "web_visit", "visit_webpage")})
+    assert seen == [expected]
