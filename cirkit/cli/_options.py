@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -12,10 +14,14 @@ from recorders import SEARCH, VISIT, Backend, Mode, Recorder, Store, make_backen
 from recorders.backends import SEARCH_BACKENDS, VISIT_BACKENDS
 
 __all__ = [
-    "backend_option", "build_recorder", "corpus_option", "mode_option", "store_option",
+    "RecorderOptions", "backend_option", "build_recorder", "corpus_option", "mode_option",
+    "recorder_options", "store_option",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+_MODES = [m.value for m in Mode]
 
 
 def _mode(ctx: click.Context, param: click.Parameter, value: str) -> Mode:
@@ -23,6 +29,26 @@ def _mode(ctx: click.Context, param: click.Parameter, value: str) -> Mode:
         return Mode.parse(value)
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
+
+
+class _ModeChoice(click.Choice):  # type: ignore[type-arg]
+    """The record modes as a choice (listed in --help, completed by shells) whose error is the
+    library's own, listing the valid modes."""
+
+    def __init__(self) -> None:
+        super().__init__(_MODES, case_sensitive=False)
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Mode:
+        try:
+            return Mode.parse(value)
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
+def _mode_choice(flag: str, default: str, help: str) -> Callable[[F], F]:
+    return click.option(flag, default=default, show_default=True, type=_ModeChoice(),
+                        help=help)
 
 
 def store_option(f: F) -> F:
@@ -34,12 +60,7 @@ def store_option(f: F) -> F:
 
 
 def mode_option(default: str = "auto") -> Callable[[F], F]:
-    def deco(f: F) -> F:
-        return click.option(
-            "--mode", default=default, show_default=True, callback=_mode,
-            help="record | replay (strict) | auto | rewrite | off",
-        )(f)
-    return deco
+    return _mode_choice("--mode", default, "record | replay (strict) | auto | rewrite | off")
 
 
 def corpus_option(f: F) -> F:
@@ -86,3 +107,66 @@ def build_recorder(
     visit = _backend(VISIT, visit_backend, corpus) if live and visit_backend and \
         VISIT in tools else None
     return Recorder(st, search=search, visit=visit, mode=mode)
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class RecorderOptions:
+    """What the recorder options of a command said: where the store is, which modes, which
+    backends. ``llm_mode`` is set only on commands that also record model completions."""
+
+    store: Path | None
+    mode: Mode
+    search_backend: str | None
+    visit_backend: str | None
+    corpus: Path | None
+    llm_mode: Mode | None = None
+
+    def recorder(self, *, tools: tuple[str, ...] = (SEARCH, VISIT), mode: Mode | None = None,
+                 readonly: bool | None = None) -> Recorder:
+        """The tools' Recorder (see ``build_recorder``); ``mode`` overrides the tools mode."""
+        return build_recorder(store=self.store, mode=mode or self.mode,
+                              search_backend=self.search_backend,
+                              visit_backend=self.visit_backend, corpus=self.corpus,
+                              tools=tools, readonly=readonly)
+
+
+def recorder_options(*, tools: Sequence[str] = (SEARCH, VISIT), default_mode: str = "auto",
+                     llm: bool = False) -> Callable[[F], F]:
+    """``--store``, the mode(s), the backend of each tool and ``--corpus``, handed to the
+    command as one ``recorder: RecorderOptions`` argument.
+
+    One tool: its backend is ``--backend``. Both tools: ``--backend`` (search) and
+    ``--visit-backend``. ``llm=True``: ``--tools-mode`` and ``--llm-mode`` instead of ``--mode``.
+    """
+    both = len(tools) > 1
+    decorators: list[Callable[[F], F]] = [store_option]
+    if llm:
+        decorators += [
+            _mode_choice("--tools-mode", default_mode, "Store mode for web tools and code runs."),
+            _mode_choice("--llm-mode", default_mode, "Store mode for model completions."),
+        ]
+    else:
+        decorators.append(mode_option(default_mode))
+    for tool in tools:
+        decorators.append(backend_option(tool, flag="--visit-backend" if both and tool == VISIT
+                                         else "--backend"))
+    decorators.append(corpus_option)
+
+    def deco(f: F) -> F:
+        @functools.wraps(f)
+        def command(*args: Any, **kwargs: Any) -> Any:
+            opts = RecorderOptions(
+                store=kwargs.pop("store"),
+                mode=kwargs.pop("tools_mode") if llm else kwargs.pop("mode"),
+                llm_mode=kwargs.pop("llm_mode") if llm else None,
+                search_backend=kwargs.pop("search_backend", None),
+                visit_backend=kwargs.pop("visit_backend", None),
+                corpus=kwargs.pop("corpus"))
+            return f(*args, recorder=opts, **kwargs)
+
+        out: Any = command
+        for d in reversed(decorators):
+            out = d(out)
+        return out  # type: ignore[no-any-return]
+
+    return deco

@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 from typing import Any
 
 import click
 
-from recorders import SEARCH, VISIT, Mode, ToolResult
+from recorders import SEARCH, VISIT, ToolResult
 
 from ._errors import Group
-from ._options import (
-    backend_option,
-    build_recorder,
-    corpus_option,
-    mode_option,
-    store_option,
-)
+from ._options import RecorderOptions, recorder_options
 
 __all__ = ["tools"]
 
@@ -28,8 +21,8 @@ def tools() -> None:
     """Call web_search / web_visit once, through a store."""
 
 
-def _run(tool: str, args: dict[str, Any], *, as_json: bool, **opts: Any) -> None:
-    rec = build_recorder(tools=(tool,), **opts)
+def _run(tool: str, args: dict[str, Any], *, as_json: bool, recorder: RecorderOptions) -> None:
+    rec = recorder.recorder(tools=(tool,))
     try:
         result: ToolResult = asyncio.run(rec.call(tool, args))
     finally:
@@ -51,26 +44,17 @@ def _run(tool: str, args: dict[str, Any], *, as_json: bool, **opts: Any) -> None
 @click.argument("query")
 @click.option("-n", "--num-results", default=5, show_default=True, type=click.IntRange(min=1))
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@store_option
-@mode_option("auto")
-@backend_option(SEARCH)
-@corpus_option
-def search_cmd(query: str, num_results: int, as_json: bool, store: Path | None, mode: Mode,
-               search_backend: str, corpus: Path | None) -> None:
+@recorder_options(tools=(SEARCH,))
+def search_cmd(query: str, num_results: int, as_json: bool, recorder: RecorderOptions) -> None:
     """Search QUERY and print the hits as the model sees them."""
-    _run(SEARCH, {"query": query, "num_results": num_results}, as_json=as_json, store=store,
-         mode=mode, search_backend=search_backend, visit_backend=None, corpus=corpus)
+    _run(SEARCH, {"query": query, "num_results": num_results}, as_json=as_json,
+         recorder=recorder)
 
 
 @tools.command("visit")
 @click.argument("url")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@store_option
-@mode_option("auto")
-@backend_option(VISIT)
-@corpus_option
-def visit_cmd(url: str, as_json: bool, store: Path | None, mode: Mode, visit_backend: str,
-              corpus: Path | None) -> None:
+@recorder_options(tools=(VISIT,))
+def visit_cmd(url: str, as_json: bool, recorder: RecorderOptions) -> None:
     """Visit URL and print its text as the model sees it."""
-    _run(VISIT, {"url": url}, as_json=as_json, store=store, mode=mode, search_backend=None,
-         visit_backend=visit_backend, corpus=corpus)
+    _run(VISIT, {"url": url}, as_json=as_json, recorder=recorder)
