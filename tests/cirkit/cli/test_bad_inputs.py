@@ -1,0 +1,312 @@
+"""No command ever prints a Python traceback for a user's input.
+
+One table: every verb against the bad inputs a user really gives it (a file that is not UTF-8,
+a binary file, a file named .parquet that is not parquet, an output path that cannot be
+written, a damaged store or pack, an empty URL, a query that cannot be encoded, a Hub server
+answering garbage). Each case runs the real ``cirkit`` command in a subprocess and asserts: a
+non-zero exit, one ``error:`` line (or click's own usage error), a ``hint:`` line, no
+``Traceback``, and nothing half-written (the paths the command would write are absent or
+unchanged).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tarfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from recorders import Recorder, Store, make_backend
+
+
+@dataclass(slots=True)
+class Inputs:
+    """The bad (and a few good) inputs, made once per module."""
+
+    root: Path
+    tokenizer: Path
+    good_store: Path
+    calls: Path
+    questions: Path
+    traces: Path
+    bad_utf8: Path = field(init=False)
+    binary: Path = field(init=False)
+    fake_parquet: Path = field(init=False)
+    a_file: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.bad_utf8 = self.root / "latin1.jsonl"
+        self.bad_utf8.write_bytes(b'{"question": "caf\xe9 au lait?", "answer": "caf\xe9"}\n')
+        self.binary = self.root / "binary.jsonl"
+        self.binary.write_bytes(bytes(range(256)) * 4)
+        self.fake_parquet = self.root / "questions.parquet"
+        self.fake_parquet.write_text('{"question": "not parquet at all"}\n')
+        self.a_file = self.root / "a-file"
+        self.a_file.write_text("a regular file, not a directory\n")
+
+    @property
+    def unwritable(self) -> Path:
+        """A path nobody can create, even root: its parent is a regular file."""
+        return self.a_file / "out"
+
+
+def _record_store(path: Path) -> None:
+    with Store(path) as store:
+        rec = Recorder(store, search=make_backend("web_search", "local"),
+                       visit=make_backend("web_visit", "local"), mode="record")
+        rec.call_sync("web_search", {"query": "who painted the night watch", "num_results": 2})
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory, chat_tokenizer: Any) -> Inputs:
+    root = tmp_path_factory.mktemp("bad-inputs")
+    store = root / "good-store"
+    _record_store(store)
+    calls = root / "calls.jsonl"
+    calls.write_text('{"query": "who painted the night watch"}\n')
+    questions = root / "questions.jsonl"
+    questions.write_text('{"id": "q1", "question": "Who painted the Night Watch?", '
+                         '"answer": "Rembrandt"}\n')
+    traces = root / "traces.jsonl"
+    traces.write_text('{"text": "<think>\\nI know.\\n</think>\\nRembrandt"}\n')
+    i = Inputs(root, Path(chat_tokenizer.name), store, calls, questions, traces)
+    built = subprocess.run([sys.executable, "-m", "cirkit.cli", "build", "rl", str(questions),
+                            "--tokenizer", str(i.tokenizer), "--out", str(root / "rl-good")],
+                           capture_output=True, text=True, check=False)
+    assert built.returncode == 0, built.stderr
+    return i
+
+
+def _copy_store(src: Path, dest: Path) -> Path:
+    if not dest.exists():
+        shutil.copytree(src, dest)
+    return dest
+
+
+def corrupt_index(i: Inputs) -> Path:
+    """A store whose SQLite index has a damaged page in the middle."""
+    dest = _copy_store(i.good_store, i.root / "corrupt-index")
+    db = next(dest.rglob("cache.db"))
+    data = bytearray(db.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 512] = b"\xde\xad\xbe\xef" * 128
+    db.write_bytes(bytes(data))
+    return dest
+
+
+def corrupt_entry(i: Inputs) -> Path:
+    """A store whose one index entry holds text that is not JSON."""
+    dest = _copy_store(i.good_store, i.root / "corrupt-entry")
+    db = next(dest.rglob("cache.db"))
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE Cache SET value = ?", ('{"blob": "not json',))
+    return dest
+
+
+def bad_manifest_pack(i: Inputs) -> Path:
+    """A gzip'd tar shaped like a pack whose manifest.json is not JSON."""
+    dest = i.root / "bad-manifest.cirpack"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        body = b"{this is not json"
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(body)
+        tar.addfile(info, io.BytesIO(body))
+    dest.write_bytes(gzip.compress(buf.getvalue(), mtime=0))
+    return dest
+
+
+class _Garbage(BaseHTTPRequestHandler):
+    """A 'Hub' that answers every request with 200 and bytes that mean nothing."""
+
+    def _answer(self) -> None:
+        body = b"\x00garbage, not JSON\xff"
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_HEAD = do_PUT = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def garbage_hub() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Garbage)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@dataclass(slots=True, frozen=True)
+class Case:
+    name: str
+    argv: Callable[[Inputs], list[str]]
+    # paths (relative to the inputs root) the command must not leave behind, half-written
+    untouched: tuple[str, ...] = ()
+    hub: bool = False
+
+
+def _demo_out(i: Inputs) -> str:
+    return str(i.root / "demo-out")
+
+
+CASES = [
+    # -- files that are not UTF-8, or not text at all
+    Case("record latin-1 calls", lambda i: ["record", str(i.bad_utf8), "--store",
+                                             str(i.root / "rec1")], ("rec1",)),
+    Case("record binary calls", lambda i: ["record", str(i.binary), "--store",
+                                            str(i.root / "rec2")], ("rec2",)),
+    Case("record latin-1 corpus", lambda i: ["record", str(i.calls), "--store",
+                                              str(i.root / "rec3"), "--corpus",
+                                              str(i.bad_utf8)], ("rec3",)),
+    Case("exec latin-1 block", lambda i: ["exec", str(i.bad_utf8), "--mode", "off"]),
+    Case("exec binary block", lambda i: ["exec", str(i.binary), "--mode", "off"]),
+    Case("validate latin-1 traces", lambda i: ["validate", str(i.bad_utf8)]),
+    Case("validate binary traces", lambda i: ["validate", str(i.binary)]),
+    Case("build rl latin-1 questions", lambda i: [
+        "build", "rl", str(i.bad_utf8), "--tokenizer", str(i.tokenizer), "--out",
+        str(i.root / "rl1")], ("rl1",)),
+    Case("build rl binary questions", lambda i: [
+        "build", "rl", str(i.binary), "--tokenizer", str(i.tokenizer), "--out",
+        str(i.root / "rl2")], ("rl2",)),
+    Case("build rl fake parquet", lambda i: [
+        "build", "rl", str(i.fake_parquet), "--tokenizer", str(i.tokenizer), "--out",
+        str(i.root / "rl3")], ("rl3",)),
+    Case("build rl latin-1 --exclude-eval", lambda i: [
+        "build", "rl", str(i.questions), "--tokenizer", str(i.tokenizer), "--out",
+        str(i.root / "rl4"), "--exclude-eval", str(i.bad_utf8)], ("rl4",)),
+    Case("build rl unwritable --out", lambda i: [
+        "build", "rl", str(i.questions), "--tokenizer", str(i.tokenizer), "--out",
+        str(i.unwritable)]),
+    Case("build sft latin-1 traces", lambda i: [
+        "build", "sft", str(i.bad_utf8), "--tokenizer", str(i.tokenizer), "--out",
+        str(i.root / "sft1")], ("sft1",)),
+    Case("build sft fake parquet", lambda i: [
+        "build", "sft", str(i.fake_parquet), "--tokenizer", str(i.tokenizer), "--out",
+        str(i.root / "sft2")], ("sft2",)),
+    Case("build sft unwritable --out", lambda i: [
+        "build", "sft", str(i.traces), "--tokenizer", str(i.tokenizer), "--out",
+        str(i.unwritable)]),
+    Case("rollout latin-1 questions", lambda i: [
+        "rollout", str(i.bad_utf8), "--model", "m", "--tokenizer", str(i.tokenizer),
+        "--store", str(i.good_store), "--tools-mode", "replay", "--llm-mode", "replay",
+        "--out", str(i.root / "ro1")], ("ro1",)),
+    Case("rollout binary questions", lambda i: [
+        "rollout", str(i.binary), "--model", "m", "--tokenizer", str(i.tokenizer),
+        "--store", str(i.good_store), "--tools-mode", "replay", "--llm-mode", "replay",
+        "--out", str(i.root / "ro2")], ("ro2",)),
+    Case("rollout fake parquet", lambda i: [
+        "rollout", str(i.fake_parquet), "--model", "m", "--tokenizer", str(i.tokenizer),
+        "--store", str(i.good_store), "--tools-mode", "replay", "--llm-mode", "replay",
+        "--out", str(i.root / "ro3")], ("ro3",)),
+    Case("rollout unwritable --out", lambda i: [
+        "rollout", str(i.questions), "--model", "m", "--tokenizer", str(i.tokenizer),
+        "--store", str(i.good_store), "--tools-mode", "replay", "--llm-mode", "replay",
+        "--out", str(i.unwritable)]),
+    Case("demo latin-1 --questions", lambda i: [
+        "demo", "--quick", "--out", _demo_out(i), "--questions", str(i.bad_utf8)],
+         ("demo-out",)),
+    Case("demo latin-1 --calls", lambda i: [
+        "demo", "--quick", "--out", _demo_out(i), "--calls", str(i.bad_utf8)], ("demo-out",)),
+    # -- tool calls that cannot be made
+    Case("tools visit empty url", lambda i: [
+        "tools", "visit", "", "--store", str(i.root / "t1"), "--mode", "auto"], ("t1",)),
+    Case("tools search unencodable query", lambda i: [
+        "tools", "search", "caf\udce9", "--store", str(i.root / "t2"), "--mode", "auto"],
+         ("t2",)),
+    Case("tools search unwritable --store", lambda i: [
+        "tools", "search", "night watch", "--store", str(i.unwritable), "--mode", "auto"]),
+    # -- damaged stores and packs
+    *(Case(f"store {verb} corrupt index", lambda i, verb=verb: [
+        "store", verb, str(corrupt_index(i)), *extra(i, verb)])
+      for verb in ("info", "ls", "show", "pack", "verify")),
+    *(Case(f"store {verb} corrupt entry", lambda i, verb=verb: [
+        "store", verb, str(corrupt_entry(i)), *extra(i, verb)])
+      for verb in ("info", "ls", "show", "pack")),
+    Case("tools search auto on a corrupt index", lambda i: [
+        "tools", "search", "who painted the night watch", "-n", "2",
+        "--store", str(corrupt_index(i)), "--mode", "auto"]),
+    Case("tools search auto on a corrupt entry", lambda i: [
+        "tools", "search", "who painted the night watch", "-n", "2",
+        "--store", str(corrupt_entry(i)), "--mode", "auto"]),
+    Case("store unpack malformed manifest", lambda i: [
+        "store", "unpack", str(bad_manifest_pack(i)), str(i.root / "unpacked1")],
+         ("unpacked1",)),
+    Case("store unpack not a pack", lambda i: [
+        "store", "unpack", str(i.binary), str(i.root / "unpacked2")], ("unpacked2",)),
+    # -- a Hub server answering garbage
+    Case("pull from a garbage hub", lambda i: ["pull", "user/data", str(i.root / "pulled")],
+         ("pulled",), hub=True),
+    Case("push to a garbage hub", lambda i: ["push", str(i.root / "rl-good"), "user/data"],
+         hub=True),
+]
+
+
+def extra(i: Inputs, verb: str) -> list[str]:
+    """The arguments a store verb needs besides the store."""
+    if verb == "pack":
+        return [str(i.root / f"{verb}-{len(list(i.root.iterdir()))}.cirpack")]
+    if verb == "show":
+        return ["0" * 64]
+    return []
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_input_gives_one_error_and_a_hint(case: Case, inputs: Inputs, garbage_hub: str,
+                                              tmp_path: Path) -> None:
+    argv = case.argv(inputs)
+    before = _snapshot(inputs.good_store)
+    env = {**os.environ, "CIRKIT_STORE": "", "PYTHONIOENCODING": "utf-8:surrogateescape"}
+    if case.hub:
+        env.update(HF_ENDPOINT=garbage_hub, HF_TOKEN="hf_dummy", HF_HUB_DISABLE_XET="1",
+                   HF_HOME=str(tmp_path / "hf-home"), HF_HUB_ETAG_TIMEOUT="5",
+                   HF_HUB_DOWNLOAD_TIMEOUT="5")
+    args = [os.fsencode(a) for a in argv]  # a lone surrogate reaches the command as a raw byte
+    r = subprocess.run([sys.executable, "-m", "cirkit.cli", *args], capture_output=True,
+                       env=env, cwd=tmp_path, timeout=300, check=False)
+    out = (r.stdout + r.stderr).decode("utf-8", "replace")
+    assert "Traceback" not in out, out
+    assert r.returncode != 0, out
+    lines = out.splitlines()
+    errors = [line for line in lines if line.startswith("error:")]
+    usage = [line for line in lines if line.startswith("Error:")]  # click's own usage errors
+    assert len(errors) + len(usage) == 1, out
+    assert (errors and any(line.startswith("hint:") for line in lines)) or (
+        usage and r.returncode == 2), out
+    for name in case.untouched:
+        assert not (inputs.root / name).exists(), f"{name} was left behind:\n{out}"
+    assert _snapshot(inputs.good_store) == before
+    assert not list(inputs.root.glob("*.tmp")) and not list(tmp_path.glob("*.tmp"))
+
+
+def test_the_table_covers_every_verb() -> None:
+    from cirkit.cli import cli
+
+    covered = {c.name.split()[0] for c in CASES}
+    assert set(cli.commands) - {"serve"} <= covered  # serve only starts vLLM with its flags
