@@ -20,7 +20,8 @@ from ._limits import DEFAULT_PRELOAD, GiB, Limits, MiB
 from ._result import REASONS, ExecResult, SandboxError, ToolCall
 
 if TYPE_CHECKING:
-    from ._pool import DEFAULT_UID_BASE, Sandbox
+    from ._pool import DEFAULT_UID_BASE
+    from ._sandbox import Sandbox
     from ._session import Session
 
 __all__ = [
@@ -38,7 +39,7 @@ __all__ = [
     "ToolError",
 ]
 
-_LAZY = {"DEFAULT_UID_BASE": "._pool", "Sandbox": "._pool", "Session": "._session"}
+_LAZY = {"DEFAULT_UID_BASE": "._pool", "Sandbox": "._sandbox", "Session": "._session"}
 
 
 def __getattr__(name: str) -> Any:

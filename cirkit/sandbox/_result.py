@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,8 +31,21 @@ class ToolCall:
     error: str | None = None
     duration_ms: float = 0.0
 
-    def to_json(self) -> dict[str, Any]:
-        return {"tool": self.tool, "args": self.args, "key": self.key, "error": self.error}
+    def to_json(self, *, with_duration: bool = False) -> dict[str, Any]:
+        """The call as rollouts and ``cirkit exec`` record it: without its duration (a live
+        and a replayed call differ there), unless ``with_duration``."""
+        out: dict[str, Any] = {"tool": self.tool, "args": self.args, "key": self.key,
+                               "error": self.error}
+        if with_duration:
+            out["duration_ms"] = self.duration_ms
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ToolCall:
+        """The inverse of :meth:`to_json` (``duration_ms`` is 0.0 when it was left out)."""
+        _require(data, ("tool", "args", "key", "error"), "ToolCall")
+        return cls(tool=data["tool"], args=dict(data["args"]), key=data["key"],
+                   error=data["error"], duration_ms=data.get("duration_ms", 0.0))
 
 
 @dataclass(slots=True, frozen=True)
@@ -58,3 +72,32 @@ class ExecResult:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def to_json(self) -> dict[str, Any]:
+        """Every field, the tool calls with their durations: ``from_json`` gives it back equal."""
+        return {"stdout": self.stdout, "stderr": self.stderr, "error": self.error,
+                "duration_ms": self.duration_ms,
+                "tool_calls": [c.to_json(with_duration=True) for c in self.tool_calls],
+                "output_truncated": self.output_truncated, "exit_code": self.exit_code,
+                "output": self.output, "notice": self.notice}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ExecResult:
+        """The inverse of :meth:`to_json`. Every field is required; other keys (such as the
+        store key a rollout adds to its record) are ignored."""
+        _require(data, _EXEC_FIELDS, "ExecResult")
+        return cls(stdout=data["stdout"], stderr=data["stderr"], error=data["error"],
+                   duration_ms=data["duration_ms"],
+                   tool_calls=[ToolCall.from_json(c) for c in data["tool_calls"]],
+                   output_truncated=data["output_truncated"], exit_code=data["exit_code"],
+                   output=data["output"], notice=data["notice"])
+
+
+_EXEC_FIELDS = ("stdout", "stderr", "error", "duration_ms", "tool_calls", "output_truncated",
+                "exit_code", "output", "notice")
+
+
+def _require(data: Mapping[str, Any], keys: tuple[str, ...], what: str) -> None:
+    missing = [k for k in keys if k not in data]
+    if missing:
+        raise ValueError(f"not a {what} record: no {', '.join(missing)}")
