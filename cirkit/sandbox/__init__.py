@@ -20,7 +20,8 @@ from ._limits import DEFAULT_PRELOAD, GiB, Limits, MiB
 from ._result import REASONS, ExecResult, SandboxError, ToolCall
 
 if TYPE_CHECKING:
-    from ._pool import DEFAULT_UID_BASE
+    from ._pool import DEFAULT_UID_BASE, PoolState, WorkerPool
+    from ._run import Retry
     from ._sandbox import Sandbox
     from ._session import Session
 
@@ -32,14 +33,18 @@ __all__ = [
     "GiB",
     "Limits",
     "MiB",
+    "PoolState",
+    "Retry",
     "Sandbox",
     "SandboxError",
     "Session",
     "ToolCall",
     "ToolError",
+    "WorkerPool",
 ]
 
-_LAZY = {"DEFAULT_UID_BASE": "._pool", "Sandbox": "._sandbox", "Session": "._session"}
+_LAZY = {"DEFAULT_UID_BASE": "._pool", "PoolState": "._pool", "WorkerPool": "._pool",
+         "Retry": "._run", "Sandbox": "._sandbox", "Session": "._session"}
 
 
 def __getattr__(name: str) -> Any:

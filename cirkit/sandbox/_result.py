@@ -6,15 +6,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import SandboxError
+
 __all__ = ["REASONS", "ExecResult", "SandboxError", "ToolCall"]
 
 #: The stable error reasons ("exit_code:N" carries the status).
 REASONS = ("timeout", "cpu_limit", "memory_limit", "output_limit", "killed", "exit_code:N",
            "exception")
-
-
-class SandboxError(RuntimeError):
-    """The sandbox itself failed (a worker would not start): not the block's fault."""
 
 
 @dataclass(slots=True, frozen=True)

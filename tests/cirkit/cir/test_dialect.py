@@ -107,9 +107,8 @@ def test_every_spelling_and_dialect_marker_comes_from_the_table() -> None:
 
 @pytest.mark.parametrize(("code", "expected"), ACCEPTED)
 def test_the_pytest_fixture_accepts_the_same_calls(code: str, expected: Any) -> None:
-    from recorders import InMemoryBackend, Recorder
-
     from cirkit.pytest_plugin import CirkitTools
+    from recorders import InMemoryBackend, Recorder
 
     seen: list[tuple[str, dict[str, Any]]] = []
 

@@ -154,6 +154,7 @@ def test_public_names() -> None:
 
     assert sorted(sandbox.__all__) == sorted([
         "DEFAULT_PRELOAD", "DEFAULT_UID_BASE", "REASONS", "ExecResult", "GiB", "Limits", "MiB",
-        "Sandbox", "SandboxError", "Session", "ToolCall", "ToolError"])
+        "PoolState", "Retry", "Sandbox", "SandboxError", "Session", "ToolCall", "ToolError",
+        "WorkerPool"])
     for name in sandbox.__all__:
         assert getattr(sandbox, name) is not None

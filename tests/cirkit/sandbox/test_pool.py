@@ -1,6 +1,5 @@
 """The worker pool: its life cycle as explicit states, and lending workers out, with real
-worker processes. (``WorkerPool`` is internal to the sandbox, so it is imported from its
-module; everything else goes through the public names.)"""
+worker processes."""
 
 from __future__ import annotations
 
@@ -13,9 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cirkit.sandbox import Sandbox, SandboxError
-from cirkit.sandbox._pool import PoolState, WorkerPool
-from cirkit.sandbox._run import Retry
+from cirkit.sandbox import PoolState, Retry, Sandbox, SandboxError, WorkerPool
 
 from .conftest import TEST_LIMITS
 
