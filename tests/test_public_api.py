@@ -37,10 +37,11 @@ def test_cirkit_public_names() -> None:
     import importlib
 
     pinned = {
-        "cirkit.llm": ["BACKEND_NAME", "Completion", "CompletionClient", "LLMError",
+        "cirkit.llm": ["BACKEND_NAME", "CPU_ARGS", "CPU_ENV", "Completion", "CompletionClient", "LLMError",
                        "ModelNotFoundError", "OpenAICompletionClient", "Sampling",
                        "ServerUnreachableError", "VllmServer", "VllmServerError",
-                       "card_rope_scaling", "completion_args", "derive_seed", "prompt_sha256"],
+                       "card_rope_scaling", "completion_args", "derive_seed", "free_port",
+                       "prompt_sha256", "rope_overrides"],
         "cirkit.rollout": ["ChatTokenizer", "Question", "ROLLOUT_FORMAT_VERSION",
                            "RolloutConfig", "RolloutJob", "RolloutLimits", "RolloutWriter",
                            "RunStats", "exec_runner", "load_questions", "read_trajectories",
@@ -51,7 +52,7 @@ def test_cirkit_public_names() -> None:
                             "build_sft", "fingerprint", "load_eval_questions",
                             "normalize_answer", "rich_report", "rl_schema", "split_pieces"],
         "cirkit.hub": ["HubError", "PullResult", "PushResult", "STORE_PATH", "UploadFile",
-                       "pull", "push_folder"],
+                       "parse_card", "pull", "push_folder", "with_store_section"],
         "cirkit.sandbox": ["DEFAULT_PRELOAD", "DEFAULT_UID_BASE", "ExecResult", "GiB", "Limits",
                            "MiB", "PoolState", "REASONS", "Retry", "Sandbox", "SandboxError",
                            "Session", "ToolCall", "ToolError", "WorkerPool"],

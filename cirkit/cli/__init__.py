@@ -18,15 +18,18 @@ from ._exec import exec_cmd
 from ._push import pull, push
 from ._record import record
 from ._rollout import rollout
-from ._serve import serve
+from ._serve import parse_rope_scaling, serve
 from ._store import store
 from ._tools import tools
 from ._validate import validate
 
-__all__ = ["cli", "main"]
+__all__ = [
+    "Cli", "build", "cli", "demo", "exec_cmd", "main", "parse_rope_scaling", "pull", "push",
+    "record", "rollout", "serve", "store", "tools", "validate",
+]
 
 
-class _Cli(Group):
+class Cli(Group):
     """Turns known errors, and OS and decode errors at the edges, into one clear line plus a
     hint naming this command's option: never a traceback for a user's input."""
 
@@ -40,7 +43,7 @@ class _Cli(Group):
             sys.exit(130)
 
 
-@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cirkit")
 def cli() -> None:
     """cirkit: record and replay web tools for Code-Integrated Reasoning, run CIR rollouts,

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from ..llm._server import VllmServer, VllmServerError, card_rope_scaling
+from ..llm import VllmServer, VllmServerError, card_rope_scaling
 
 __all__ = ["parse_rope_scaling", "serve"]
 

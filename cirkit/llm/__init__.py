@@ -14,11 +14,21 @@ from ._client import (
     derive_seed,
     prompt_sha256,
 )
-from ._server import VllmServer, VllmServerError, card_rope_scaling
+from ._server import (
+    CPU_ARGS,
+    CPU_ENV,
+    VllmServer,
+    VllmServerError,
+    card_rope_scaling,
+    free_port,
+    rope_overrides,
+)
 from ._types import Completion, CompletionClient, Sampling
 
 __all__ = [
     "BACKEND_NAME",
+    "CPU_ARGS",
+    "CPU_ENV",
     "Completion",
     "CompletionClient",
     "LLMError",
@@ -31,5 +41,7 @@ __all__ = [
     "card_rope_scaling",
     "completion_args",
     "derive_seed",
+    "free_port",
     "prompt_sha256",
+    "rope_overrides",
 ]

@@ -22,7 +22,7 @@ from typing import Any
 
 from .vllm_env import VllmEnvError, clean_env, run_logged
 
-__all__ = ["TRL_SPEC", "TrlEnvError", "ensure_trl", "trl_info"]
+__all__ = ["TRL_SPEC", "TrlEnvError", "ensure_trl", "probe", "trl_info"]
 
 TRL_SPEC = "trl==1.16.0"
 _TRL_VERSION = TRL_SPEC.split("==", 1)[1]
@@ -50,7 +50,7 @@ def _canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _probe(python: str) -> tuple[Path, dict[str, str]]:
+def probe(python: str) -> tuple[Path, dict[str, str]]:
     """The environment's prefix and its installed distributions (canonical name → version)."""
     try:
         proc = subprocess.run([python, "-c", _PROBE], capture_output=True, text=True,
@@ -85,7 +85,7 @@ def _install(python: str, prefix: Path, before: dict[str, str]) -> dict[str, Any
                            encoding="utf-8")
     run_logged([python, "-m", "pip", "install", "-c", str(constraints), TRL_SPEC], log,
          f"pip install {TRL_SPEC} (every installed package held at its version)", TrlEnvError)
-    _, after = _probe(python)
+    _, after = probe(python)
     moved = {n: f"{v} -> {after.get(n, 'removed')}" for n, v in before.items()
              if after.get(n) != v}
     if moved:  # the constraints should make this impossible; never accept it silently
@@ -113,14 +113,14 @@ def ensure_trl(python: str | os.PathLike[str]) -> dict[str, Any]:
     from filelock import FileLock
 
     py = os.fspath(python)
-    prefix, dists = _probe(py)
+    prefix, dists = probe(py)
     meta = _ready(prefix, dists)
     if meta is not None:
         return meta
     try:
         lock = FileLock(str(prefix / "cirkit-trl.lock"))
         with lock:
-            prefix, dists = _probe(py)
+            prefix, dists = probe(py)
             meta = _ready(prefix, dists)
             if meta is None:
                 meta = _install(py, prefix, dists)
@@ -132,5 +132,5 @@ def ensure_trl(python: str | os.PathLike[str]) -> dict[str, Any]:
 
 def trl_info(python: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The completion marker of ``ensure_trl`` for ``python``'s environment, or None."""
-    prefix, dists = _probe(os.fspath(python))
+    prefix, dists = probe(os.fspath(python))
     return _ready(prefix, dists)

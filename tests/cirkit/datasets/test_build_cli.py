@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from cirkit.cli import _Cli
+from cirkit.cli import Cli
 from cirkit.cli._build import build
 from cirkit.rollout import ChatTokenizer
 
@@ -40,7 +40,7 @@ def test_build_sft_and_rl(chat_tokenizer: ChatTokenizer, tmp_path: Path) -> None
 
 def test_user_mistakes_are_one_line(tmp_path: Path) -> None:
     teacher = write_jsonl(tmp_path / "t.jsonl", [{"question": "Q?", "response": "x"}])
-    cli = _Cli(commands={"build": build})
+    cli = Cli(commands={"build": build})
     r = CliRunner().invoke(cli, ["build", "sft", str(teacher), "--tokenizer",
                                  str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
     assert r.exit_code == 1

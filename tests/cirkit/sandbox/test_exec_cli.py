@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from cirkit.cli._exec import exec_cmd
+from cirkit.cli import exec_cmd
 from recorders import InMemoryBackend, Recorder, Store
 
 from .test_tools import search_answer

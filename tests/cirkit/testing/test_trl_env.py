@@ -40,7 +40,7 @@ class FakeEnv:
 @pytest.fixture
 def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeEnv:
     env = FakeEnv(tmp_path)
-    monkeypatch.setattr(trl_env, "_probe", env.probe)
+    monkeypatch.setattr(trl_env, "probe", env.probe)
     monkeypatch.setattr(trl_env, "run_logged", env.run)
     return env
 
@@ -72,7 +72,7 @@ def test_marker_without_the_pinned_trl_is_not_ready(fake: FakeEnv) -> None:
 def test_an_install_that_moves_a_package_is_refused(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     env = FakeEnv(tmp_path, moves={"transformers": "5.20.0"})
-    monkeypatch.setattr(trl_env, "_probe", env.probe)
+    monkeypatch.setattr(trl_env, "probe", env.probe)
     monkeypatch.setattr(trl_env, "run_logged", env.run)
     with pytest.raises(TrlEnvError, match=r"transformers.*5\.19\.0 -> 5\.20\.0") as err:
         ensure_trl("python")
@@ -81,15 +81,15 @@ def test_an_install_that_moves_a_package_is_refused(tmp_path: Path,
 
 
 def test_probe_lists_this_python(tmp_path: Path) -> None:
-    prefix, dists = trl_env._probe(sys.executable)
+    prefix, dists = trl_env.probe(sys.executable)
     assert prefix == Path(sys.prefix) and "pytest" in dists
     with pytest.raises(TrlEnvError, match="cannot run"):
-        trl_env._probe(str(tmp_path / "no-python"))
+        trl_env.probe(str(tmp_path / "no-python"))
 
 
 def test_pip_failure_names_the_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     env = FakeEnv(tmp_path)
-    monkeypatch.setattr(trl_env, "_probe", env.probe)
+    monkeypatch.setattr(trl_env, "probe", env.probe)
     failing: Any = [sys.executable, "-c", "import sys; print('No matching distribution'); "
                     "sys.exit(1)"]
 

@@ -17,8 +17,8 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from cirkit.cli._serve import parse_rope_scaling, serve
-from cirkit.llm._server import (
+from cirkit.cli import parse_rope_scaling, serve
+from cirkit.llm import (
     CPU_ENV,
     VllmServer,
     VllmServerError,

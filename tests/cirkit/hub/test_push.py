@@ -19,9 +19,8 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from cirkit.cli._push import pull, push
-from cirkit.hub import STORE_PATH, HubError, push_folder
-from cirkit.hub._card import parse_card, with_store_section
+from cirkit.cli import pull, push
+from cirkit.hub import STORE_PATH, HubError, parse_card, push_folder, with_store_section
 from recorders import InMemoryBackend, Recorder, Store, read_manifest
 from tests.recorders.store_worker import answer
 from tests.servers.hub import HUB_USER, Hub
@@ -52,11 +51,11 @@ QUERIES = ("alpha", "beta", "gamma")
 def _cli() -> click.Group:
     """The real `cirkit` group once push/pull are registered there; else the same error
     handling around just these two commands."""
-    from cirkit.cli import _Cli, cli
+    from cirkit.cli import Cli, cli
 
     if "push" in cli.commands and "pull" in cli.commands:
         return cli
-    return _Cli(name="cirkit", commands=[push, pull])
+    return Cli(name="cirkit", commands=[push, pull])
 
 
 def run(*args: str | Path) -> tuple[int, str]:

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from cirkit.cir import wrap_observation
-from cirkit.cli._validate import validate
+from cirkit.cli import validate
 
 STEP = "<start_code>\n```python\nprint(web_search('x', num_result=2))\n```<end_code>\n" + \
     wrap_observation("hits") + "\n"

