@@ -31,6 +31,7 @@ from rich.table import Table
 from recorders import SEARCH, VISIT, Mode, Recorder, RecordersError, Store, make_backend
 
 from .errors import CirkitError
+from .inputs import Question, read_calls, read_questions
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable  # Python 3.11+; importlib.abc before
@@ -130,11 +131,10 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _settings(opts: DemoOptions, questions: Path, calls: Path) -> dict[str, Any]:
+def _settings(opts: DemoOptions, questions: Path, n_questions: int, calls: Path
+              ) -> dict[str, Any]:
     """What a run depends on: written to demo.json, read back by a replay. Input files go in
     by name and sha256, never by path."""
-    n_questions = sum(1 for line in questions.read_text(encoding="utf-8").splitlines()
-                      if line.strip())
     return {
         "version": DEMO_VERSION,
         "questions": {"name": questions.name, "sha256": _sha256(questions),
@@ -320,21 +320,14 @@ def _model(run: _Run, stack: contextlib.ExitStack) -> None:
                     f"model {t2 - t1:.0f} s, server {time.perf_counter() - t2:.0f} s)")
 
 
-def _rollouts(run: _Run, questions: Path) -> None:
+def _rollouts(run: _Run, questions: list[Question], name: str) -> None:
     from .llm import Sampling
-    from .rollout import (
-        ChatTokenizer,
-        RolloutConfig,
-        RolloutJob,
-        RolloutLimits,
-        load_questions,
-        run_job,
-    )
+    from .rollout import ChatTokenizer, RolloutConfig, RolloutJob, RolloutLimits, run_job
 
     opts, s = run.opts, run.settings
     with _stage(run, "rollouts", "rerun the same command: finished rollouts are kept") as said:
         assert run.tools is not None and run.tokenizer is not None
-        qs = load_questions(questions)[: s["questions"]["count"]]
+        qs = questions[: s["questions"]["count"]]
         sp = s["sampling"]
         cfg = RolloutConfig(model=s["model"], date=s["date"],
                             sampling=Sampling(temperature=sp["temperature"], top_p=sp["top_p"],
@@ -346,7 +339,7 @@ def _rollouts(run: _Run, questions: Path) -> None:
                          tok=ChatTokenizer(run.tokenizer), tools=run.tools,
                          llm=Recorder(run.store, mode=llm_mode),
                          base_urls=[run.base_url] if run.base_url else [],
-                         samples=s["samples"], source=questions.name)
+                         samples=s["samples"], source=name)
         stats, manifest = run_job(job, console=run.console)
         if stats.errors:
             shown = "\n  ".join(stats.errors[:5])
@@ -402,17 +395,17 @@ def _hub(run: _Run) -> None:
 
 def run_demo(opts: DemoOptions, *, console: Console | None = None) -> list[tuple[str, str, float]]:
     """Run every stage into ``opts.out``; the (stage, what it did, seconds) rows."""
-    from .cli._record import read_calls
-
     console = console or Console(stderr=True, highlight=False)
     with contextlib.ExitStack() as inputs:
         questions = _input(opts.questions, DEMO_QUESTIONS, "--questions", inputs)
         calls = _input(opts.calls, DEMO_CALLS, "--calls", inputs)
-        todo = read_calls(calls.path, num_results=5)  # a bad line fails before any stage
+        # A bad row of either file fails here, before any stage.
+        todo = read_calls(calls.path, num_results=5)
+        qs = read_questions(questions.path)
         if opts.replay is not None:
             settings = _replay_settings(opts.replay, questions, calls)
         else:
-            settings = _settings(opts, questions.path, calls.path)
+            settings = _settings(opts, questions.path, len(qs), calls.path)
         _prepare_out(opts.out, opts.replay)
         run = _Run(opts, settings, console)
         try:
@@ -422,7 +415,7 @@ def run_demo(opts: DemoOptions, *, console: Console | None = None) -> list[tuple
                 _model(run, stack)
                 (opts.out / "demo.json").write_text(
                     json.dumps(settings, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-                _rollouts(run, questions.path)
+                _rollouts(run, qs, questions.path.name)
         finally:
             if run.store is not None:
                 run.store.close()  # the later stages only read it (the hub stage packs it)

@@ -44,6 +44,7 @@ KEY_PAGES = [
 # API reference page -> the package it documents (every name of its __all__ must appear).
 API_PAGES = {
     "recorders": "recorders",
+    "inputs": "cirkit.inputs",
     "rollout": "cirkit.rollout",
     "llm": "cirkit.llm",
     "sandbox": "cirkit.sandbox",

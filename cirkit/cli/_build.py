@@ -115,7 +115,8 @@ def sft(inputs: tuple[Path, ...], tokenizer: str, out: Path, split: str, shard_r
 @_common
 @click.option("--exclude-eval", multiple=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Evaluation set (JSONL/CSV/parquet) whose questions are removed; repeat.")
+              help="Evaluation set (JSONL/CSV/TSV/parquet, e.g. SimpleQA's or Frames' file as "
+                   "published) whose questions are removed; repeat.")
 @click.option("--max-tokens", "--max-prompt-tokens", "max_tokens", default=3000,
               show_default=True, type=click.IntRange(min=1),
               help="Drop prompts longer than this (verl's max_prompt_length).")
@@ -130,7 +131,8 @@ def rl(questions: tuple[Path, ...], tokenizer: str, out: Path, split: str, shard
        license_: str, date: str, dialect: str, template: Path | None, reject: Path | None,
        exclude_eval: tuple[Path, ...], max_tokens: int, max_response_tokens: int,
        max_total_tokens: int, max_code_blocks: int, ability: str) -> None:
-    """verl RL rows from QUESTIONS (JSONL/CSV/parquet with a question and a ground truth)."""
+    """verl RL rows from QUESTIONS (JSONL/CSV/TSV/parquet with a question and a ground truth;
+    SimpleQA, Frames, Search-R1 and verl files as published)."""
     from ..datasets import BuildTokenizer, RLOptions, build_rl
 
     opts = RLOptions(max_prompt_tokens=max_tokens, max_response_tokens=max_response_tokens,

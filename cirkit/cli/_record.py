@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,41 +12,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from recorders import SEARCH, VISIT, Mode, Recorder, RecordersError
 
+from ..inputs import read_calls
 from ._options import backend_option, build_recorder, corpus_option, mode_option, store_option
 
-__all__ = ["read_calls", "record"]
-
-
-def read_calls(path: Path, *, num_results: int) -> list[tuple[str, dict[str, Any]]]:
-    """Parse a calls file. Each line is a JSON object: ``{"query": ..., "num_results"?}`` or
-    ``{"url": ...}``, optionally with ``"tool"``. Every bad line is reported, none is skipped."""
-    calls: list[tuple[str, dict[str, Any]]] = []
-    problems: list[str] = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                problems.append(f"line {n}: not JSON ({e.msg})")
-                continue
-            if not isinstance(obj, dict):
-                problems.append(f"line {n}: expected a JSON object")
-                continue
-            tool = obj.get("tool") or (VISIT if "url" in obj else SEARCH)
-            if tool in ("search", SEARCH) and isinstance(obj.get("query"), str):
-                n_res = obj.get("num_results", obj.get("num_result", num_results))
-                calls.append((SEARCH, {"query": obj["query"], "num_results": n_res}))
-            elif tool in ("visit", VISIT, "visit_webpage") and isinstance(obj.get("url"), str):
-                calls.append((VISIT, {"url": obj["url"]}))
-            else:
-                problems.append(f"line {n}: needs a string 'query' (search) or 'url' (visit)")
-    if problems:
-        shown = "\n  ".join(problems[:10]) + ("\n  ..." if len(problems) > 10 else "")
-        raise RecordersError(f"{path}: {len(problems)} bad line(s), nothing recorded:\n  {shown}",
-                             hint="fix the lines above; one JSON object per line")
-    return calls
+__all__ = ["record"]
 
 
 async def _record_all(rec: Recorder, calls: list[tuple[str, dict[str, Any]]], concurrency: int,
@@ -81,7 +49,11 @@ async def _record_all(rec: Recorder, calls: list[tuple[str, dict[str, Any]]], co
 @click.option("-j", "--concurrency", default=8, show_default=True, type=click.IntRange(1, 256))
 def record(calls_file: Path, store: Path | None, mode: Mode, search_backend: str,
            visit_backend: str, corpus: Path | None, num_results: int, concurrency: int) -> None:
-    """Record every call in CALLS_FILE (JSONL) into the store.
+    """Record every call in CALLS_FILE into the store.
+
+    CALLS_FILE is JSONL: {"query": ..., "num_results"?} or {"url": ...} per line, optionally
+    with "tool" (search, visit, or any spelling a trace may use). A bad line stops the run
+    before any call is made.
 
     Mode auto (the default) skips calls already recorded, so an interrupted run resumes where it
     stopped; --mode record re-asks everything."""

@@ -72,7 +72,7 @@ def rollout(questions: Path, out: Path, model: str, base_urls: tuple[str, ...],
             llm_mode: Mode, search_backend: str, visit_backend: str, corpus: Path | None,
             concurrency: int, workers: int | None, block_timeout: float, fmt: str,
             shard_size: int) -> None:
-    """Run SAMPLES rollouts per question of QUESTIONS (JSONL/CSV/parquet) into --out.
+    """Run SAMPLES rollouts per question of QUESTIONS (JSONL/CSV/TSV/parquet) into --out.
 
     With --tools-mode replay --llm-mode replay a run needs no server and no network, and gives
     byte-identical output."""

@@ -1,6 +1,6 @@
-"""Reading inputs in bounded chunks and writing deterministic parquet shards.
+"""Reading trajectories in bounded chunks and writing deterministic parquet shards.
 
-Inputs are streamed in blocks of whole lines (or parquet batches), so memory stays bounded
+Trajectories are streamed in blocks of whole lines (or parquet batches), so memory stays bounded
 whatever the number of trajectories. Output shards follow the layout ``datasets.push_to_hub``
 writes, ``data/{split}-{i:05d}-of-{n:05d}.parquet``; the shard count is known only at the end,
 so shards are written under temporary names and renamed. Row groups have a fixed number of
@@ -25,6 +25,8 @@ import pyarrow.parquet as pq
 
 from recorders import RecordersError
 
+from ..inputs import file_columns
+
 __all__ = [
     "TRAJECTORY_SCHEMA",
     "InputFile",
@@ -32,7 +34,6 @@ __all__ = [
     "discover_inputs",
     "fingerprint",
     "iter_frames",
-    "iter_text_rows",
     "prefetch",
     "sha256_file",
 ]
@@ -53,7 +54,6 @@ TRAJECTORY_SCHEMA: dict[str, Any] = {
     "correct": pl.String,
 }
 _BLOCK_BYTES = 32 << 20
-_TEXT_BLOCK_BYTES = 8 << 20  # ~1-2k traces: enough for one parallel tokenizer call
 _PARQUET_BATCH = 1024
 
 
@@ -75,24 +75,10 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _first_row(path: Path) -> dict[str, Any] | None:
-    if path.suffix == ".parquet":
-        return {n: None for n in pq.read_schema(path).names}
-    with path.open("rb") as f:
-        for line in f:
-            if line.strip():
-                try:
-                    row = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    raise RecordersError(f"{path}: the first line is not JSON",
-                                         hint="give JSONL: one JSON object per line") from None
-                return row if isinstance(row, dict) else None
-    return None
-
-
 def _kind(path: Path) -> InputKind:
-    row = _first_row(path)
-    return "trajectories" if row is not None and "response_token_ids" in row else "text"
+    """Trajectories have token ids; anything else is read as text-only traces."""
+    cols = file_columns(path, fmt="parquet" if path.suffix == ".parquet" else "jsonl")
+    return "trajectories" if "response_token_ids" in cols else "text"
 
 
 def _files_in(directory: Path) -> list[Path]:
@@ -184,30 +170,6 @@ def iter_frames(src: InputFile, block_bytes: int = _BLOCK_BYTES
             raise RecordersError(f"{src.path}: cannot read trajectories: {first}",
                                  hint="give trajectory records as JSONL, one per line") from e
         yield frame, len(block)
-
-
-def iter_text_rows(src: InputFile, block_bytes: int = _TEXT_BLOCK_BYTES
-                   ) -> Iterator[tuple[list[dict[str, Any]], int]]:
-    """Free-form rows (text-only traces) as dicts, a block at a time."""
-    if src.path.suffix == ".parquet":
-        pf = pq.ParquetFile(src.path)
-        size = src.path.stat().st_size
-        rows = max(pf.metadata.num_rows, 1)
-        for batch in pf.iter_batches(batch_size=_PARQUET_BATCH):
-            yield batch.to_pylist(), size * batch.num_rows // rows
-        return
-    for block in _line_blocks(src.path, block_bytes):
-        out = []
-        for n, line in enumerate(block.splitlines(), 1):
-            if line.strip():
-                try:
-                    row = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    raise RecordersError(f"{src.path}: a line is not JSON (line {n} of a "
-                                         "block)", hint="one JSON object per line") from None
-                if isinstance(row, dict):
-                    out.append(row)
-        yield out, len(block)
 
 
 @dataclass(slots=True)

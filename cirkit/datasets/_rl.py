@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..rollout._questions import _QUESTION, Question, _pick, _rows, load_questions
+from ..inputs import Question, read_questions
 from ._common import BuildResult, Plot, finish_build, load_template, prompt_info, tokenizer_info
 from ._filters import Filter, Funnel, RejectSink, Verdict, normalize_answer
 from ._io import ShardWriter
@@ -140,15 +140,11 @@ class PromptTooLong(Filter[RLRow]):
 
 
 def load_eval_questions(paths: Sequence[Path]) -> set[str]:
-    """Normalised question texts of evaluation sets (JSONL/CSV/parquet; SimpleQA's CSV
-    ``problem`` column works). Repeated questions are fine here."""
-    out: set[str] = set()
-    for p in paths:
-        for row in _rows(Path(p)):
-            q = _pick(row, _QUESTION)
-            if isinstance(q, str) and q.strip():
-                out.add(normalize_answer(q))
-    return out
+    """Normalised question texts of evaluation sets, read as ``cirkit.inputs.read_questions``
+    reads any question file (SimpleQA's and Frames' CSV/TSV as published). Repeated
+    questions are fine here; a row without a question is an error, as anywhere."""
+    return {normalize_answer(q.question) for p in paths
+            for q in read_questions(p, unique=False)}
 
 
 def rl_schema(list_ground_truth: bool) -> pa.Schema:
@@ -176,13 +172,14 @@ def _gt(gt: Any, as_list: bool) -> str | list[str]:
 def build_rl(questions: str | Path | Sequence[str | Path], out: str | Path, *,
              tokenizer: str | Path | BuildTokenizer, options: RLOptions | None = None,
              progress: Progress | None = None) -> BuildResult:
-    """Build a verl RL dataset folder from question files (JSONL/CSV/parquet)."""
+    """Build a verl RL dataset folder from question files (JSONL/CSV/TSV/parquet, read by
+    ``cirkit.inputs.read_questions``)."""
     opts = options or RLOptions()
     out = Path(out)
     tok = tokenizer if isinstance(tokenizer, BuildTokenizer) else BuildTokenizer(tokenizer)
     paths = [Path(questions)] if isinstance(questions, (str, Path)) else [
         Path(q) for q in questions]
-    per_file = [load_questions(p) for p in paths]
+    per_file = [read_questions(p) for p in paths]
     qs = [q for file_qs in per_file for q in file_qs]
     template = load_template(opts.template)
     ctx = PromptContext(tok, template, date=opts.date, dialect=opts.dialect,

@@ -1,5 +1,6 @@
 """SFT rows from the two kinds of input: trajectory records (token ids kept as they are) and
-text-only traces (chat messages, or prompt + response text from an API teacher).
+text-only traces (chat messages, or prompt + response text from an API teacher, as
+``cirkit.inputs`` reads them).
 
 Every input row becomes an ``SFTRow``, even a malformed one (it then carries the reason), so
 the funnel accounts for every line of the input.
@@ -16,12 +17,13 @@ import orjson
 import polars as pl
 
 from ..cir import PromptTemplate, Segment, parse, render_messages
+from ..inputs import TextTrace
+from ..inputs import question_id as _question_id
 from ._tokenize import BuildTokenizer
 
-__all__ = ["PromptContext", "SFTRow", "parse_verdict", "row_from_text", "rows_from_frame"]
+__all__ = ["PromptContext", "SFTRow", "parse_verdict", "row_from_trace", "rows_from_frame"]
 
 Message = dict[str, str]
-_ANSWER = ("ground_truth", "answer", "gold", "target")
 _TRUE = {"a", "correct", "true", "yes", "1", "1.0"}
 _FALSE = {"b", "c", "incorrect", "not_attempted", "not attempted", "false", "no", "0", "0.0"}
 
@@ -180,81 +182,31 @@ def rows_from_frame(df: pl.DataFrame, ctx: PromptContext, *, default_source: str
     return rows
 
 
-def _question_id(question: str) -> str:
-    return "q-" + hashlib.sha256(question.encode()).hexdigest()[:16]
-
-
 def _text_id(prompt: str, response: str) -> str:
     return hashlib.sha256(f"{prompt}\x00{response}".encode("utf-8", "surrogatepass")
                           ).hexdigest()[:24]
 
 
-class _Malformed(Exception):
-    pass
-
-
-def _content(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):  # OpenAI-style content parts
-        texts = [p.get("text") for p in value if isinstance(p, dict)]
-        if texts and all(isinstance(t, str) for t in texts):
-            return "".join(str(t) for t in texts)
-    raise _Malformed("message_content_not_text")
-
-
-def _messages(value: Any) -> list[Message]:
-    if not isinstance(value, list) or not all(isinstance(m, dict) for m in value):
-        raise _Malformed("messages_not_a_list")
-    return [{"role": str(m.get("role", "")), "content": _content(m.get("content"))}
-            for m in value]
-
-
-def _split_chat(msgs: list[Message]) -> tuple[list[Message], str]:
-    last = max((i for i, m in enumerate(msgs) if m["role"] == "assistant"), default=None)
-    if last is None:
-        raise _Malformed("no_assistant_message")
-    if not any(m["role"] == "user" for m in msgs[:last]):
-        raise _Malformed("no_user_message")
-    return msgs[:last], msgs[last]["content"]
-
-
-def _parse_text_row(d: dict[str, Any], ctx: PromptContext) -> tuple[list[Message], str, str]:
-    """(prompt messages, assistant text, question) of a text-only trace."""
-    if "messages" in d and d["messages"] is not None:
-        prompt, assistant = _split_chat(_messages(d["messages"]))
-    else:
-        p = d.get("prompt", d.get("question"))
-        c = next((d[k] for k in ("response", "completion", "response_text")
-                  if d.get(k) is not None), None)
-        if p is None or c is None:
-            raise _Malformed("no_trace")
-        prompt = ctx.messages(p) if isinstance(p, str) else _messages(p)
-        assistant = c if isinstance(c, str) else _split_chat(prompt + _messages(c))[1]
-    users = [m["content"] for m in prompt if m["role"] == "user"]
-    if not users:
-        raise _Malformed("no_user_message")
-    return prompt, assistant, users[-1]
-
-
-def row_from_text(d: dict[str, Any], index: int, ctx: PromptContext, *,
-                  default_source: str) -> SFTRow:
-    """A text-only trace; the tokens come later, piece by piece (see ``split_pieces``)."""
-    try:
-        prompt, assistant, question = _parse_text_row(d, ctx)
-    except _Malformed as e:
-        return SFTRow(index, str(d.get("id", index)), str(d.get("question_id", "")),
-                      str(d.get("source") or default_source), [], "", [], malformed=str(e))
+def row_from_trace(t: TextTrace, index: int, ctx: PromptContext, *,
+                   default_source: str) -> SFTRow:
+    """A text-only trace, as ``cirkit.inputs.read_traces`` read it (the rows ``cirkit
+    validate`` checks); the tokens come later, piece by piece (see ``split_pieces``)."""
+    d = t.row
+    if t.reason is not None or t.text is None or t.prompt is None:
+        return SFTRow(index, str(d.get("id", t.line)), str(d.get("question_id", "")),
+                      str(d.get("source") or default_source), [], "", [],
+                      malformed=t.reason or "no_trace")
+    prompt = ctx.messages(t.prompt) if isinstance(t.prompt, str) else t.prompt
+    question = t.question or ""
     rid = d.get("trajectory_id", d.get("id"))
     qid = d.get("question_id")
-    gt = next((d[k] for k in _ANSWER if d.get(k) not in (None, "")), None)
     verdict = d.get("judge", d.get("correct"))
     return SFTRow(
         index=index,
         trajectory_id=str(rid) if rid is not None else _text_id(
-            orjson.dumps(prompt).decode(), assistant),
+            orjson.dumps(prompt).decode(), t.text),
         question_id=str(qid) if qid is not None else _question_id(question),
         source=str(d.get("source") or d.get("data_source") or default_source),
-        prompt_messages=prompt, assistant=assistant, segments=parse(assistant),
-        ground_truth=gt, verdict=parse_verdict(verdict),
+        prompt_messages=prompt, assistant=t.text, segments=parse(t.text),
+        ground_truth=t.ground_truth, verdict=parse_verdict(verdict),
         finish_reason=d.get("finish_reason"))

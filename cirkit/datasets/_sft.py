@@ -24,18 +24,12 @@ from typing import Any
 
 import pyarrow as pa
 
+from ..inputs import read_trace_blocks
 from ._common import BuildResult, Plot, finish_build, load_template, prompt_info, tokenizer_info
 from ._filters import Funnel, RejectSink
-from ._io import (
-    InputFile,
-    ShardWriter,
-    discover_inputs,
-    iter_frames,
-    iter_text_rows,
-    prefetch,
-)
+from ._io import InputFile, ShardWriter, discover_inputs, iter_frames, prefetch
 from ._report import LengthStats, code_block_counts, summarize_lengths
-from ._rows import PromptContext, SFTRow, row_from_text, rows_from_frame
+from ._rows import PromptContext, SFTRow, row_from_trace, rows_from_frame
 from ._sft_filters import sft_filters
 from ._tokenize import BuildTokenizer, join_ids, split_pieces
 
@@ -155,14 +149,18 @@ class _SFTBuild:
 
     # -- text-only traces: tokenized piece by piece ---------------------------------------
     def texts(self, src: InputFile) -> int:
-        """Chunk i+1 is read and filtered while chunk i is in the tokenizer (which releases
-        the GIL): the Python work hides behind the tokenization."""
+        """Rows as ``cirkit validate`` reads them (``cirkit.inputs.read_trace_blocks``): an
+        unreadable line is a malformed row, counted by the funnel. Chunk i+1 is read and
+        filtered while chunk i is in the tokenizer (which releases the GIL): the Python work
+        hides behind the tokenization."""
         n = 0
         pending: _Batch | None = None
+        blocks = read_trace_blocks(src.path, block_bytes=max(1, self.opts.block_bytes // 4),
+                                   allow_empty=True)
         with ThreadPoolExecutor(1, thread_name_prefix="cirkit-tokenize") as pool:
-            for dicts, nbytes in iter_text_rows(src, max(1, self.opts.block_bytes // 4)):
-                rows = [row_from_text(d, i, self.ctx, default_source=src.path.stem)
-                        for i, d in enumerate(dicts)]
+            for traces, nbytes in blocks:
+                rows = [row_from_trace(t, i, self.ctx, default_source=src.path.stem)
+                        for i, t in enumerate(traces)]
                 n += len(rows)
                 batch = self._submit(pool, self.funnel.run(rows, 0, self.token_stage), nbytes)
                 if pending is not None:

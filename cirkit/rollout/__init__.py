@@ -1,6 +1,8 @@
 """CIR rollouts: token-in/token-out generation, code blocks run in the sandbox, observations
 masked, everything outside (completions, tool calls, code runs) through the store."""
 
+from ..inputs import Question
+from ..inputs import read_questions as load_questions
 from ._chat import ChatTokenizer
 from ._engine import (
     RolloutConfig,
@@ -10,7 +12,6 @@ from ._engine import (
     trajectory_id,
 )
 from ._job import RolloutJob, run_job
-from ._questions import Question, load_questions
 from ._run import RunStats, run_all
 from ._writer import ROLLOUT_FORMAT_VERSION, RolloutWriter, read_trajectories
 

@@ -23,10 +23,10 @@ from ..cir import (
     pending_code,
     render_messages,
 )
+from ..inputs import Question
 from ..llm._client import derive_seed
 from ..llm._types import CompletionClient, Sampling
 from ._chat import ChatTokenizer
-from ._questions import Question
 
 __all__ = [
     "RolloutConfig", "RolloutLimits", "Runner", "exec_runner", "run_rollout",

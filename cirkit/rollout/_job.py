@@ -13,9 +13,9 @@ from rich.console import Console
 
 from recorders import Recorder
 
+from ..inputs import Question
 from ._chat import ChatTokenizer
 from ._engine import RolloutConfig, exec_runner
-from ._questions import Question
 from ._run import RunStats, run_all
 from ._writer import RolloutWriter
 

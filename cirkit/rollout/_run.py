@@ -17,10 +17,10 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from ..inputs import Question
 from ..llm._types import CompletionClient
 from ._chat import ChatTokenizer
 from ._engine import RolloutConfig, Runner, run_rollout, trajectory_id
-from ._questions import Question
 from ._writer import RolloutWriter
 
 __all__ = ["RunStats", "run_all"]

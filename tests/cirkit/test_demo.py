@@ -13,7 +13,6 @@ from click.testing import CliRunner
 
 import cirkit
 from cirkit.cli import cli
-from cirkit.cli._record import read_calls
 from cirkit.demo import (
     DEMO_CALLS,
     DEMO_DATA,
@@ -24,6 +23,7 @@ from cirkit.demo import (
     demo_file,
     run_demo,
 )
+from cirkit.inputs import read_calls
 from cirkit.rollout import ChatTokenizer, load_questions
 from recorders import SEARCH, VISIT, Store
 from tests.servers.fake_vllm import MODEL, FakeVLLM, dead_url
