@@ -9,6 +9,7 @@ rows, so the bytes depend on the rows only, never on how the input happened to b
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -192,9 +193,13 @@ class ShardWriter:
     _writer: pq.ParquetWriter | None = None
     _shards: list[_Shard] = field(default_factory=list)
 
+    _created: list[Path] = field(default_factory=list)
+
     def __post_init__(self) -> None:
         self.row_group_rows = max(1, min(self.row_group_rows, self.shard_rows))
-        (self.out / "data").mkdir(parents=True, exist_ok=True)
+        data = self.out / "data"
+        self._created = [d for d in (data, *data.parents) if not d.exists()][::-1]
+        data.mkdir(parents=True, exist_ok=True)
 
     def write(self, table: pa.Table) -> None:
         if table.num_rows:
@@ -236,13 +241,17 @@ class ShardWriter:
         self._shards.append(_Shard(tmp))
 
     def abort(self) -> None:
-        """A failed build leaves no temporary shard behind (finished shards stay as they were)."""
+        """A failed build leaves no temporary shard behind, nor a folder it created (finished
+        shards stay as they were)."""
         if self._writer is not None:
             self._writer.close()
             self._writer = None
         for s in self._shards:
             s.tmp.unlink(missing_ok=True)
         self._shards.clear()
+        for d in reversed(self._created):  # the folders this build made, if still empty
+            with contextlib.suppress(OSError):
+                d.rmdir()
 
     def close(self) -> list[Path]:
         """Flush, rename to the final names, drop this split's stale shards; the shard paths."""

@@ -188,26 +188,51 @@ def _unreadable(e: InputError) -> TextTrace:
     return TextTrace(e.line or 0, reason="bad_row", detail=e.message)
 
 
+_HOLD_BLOCKS = 64  # bad-only blocks held back while looking for a first readable line
+
+
 def read_trace_blocks(source: Source, *, field: TraceField = "auto",
                       block_bytes: int = 8 << 20, name: str | None = None,
                       allow_empty: bool = False) -> Iterator[tuple[list[TextTrace], int]]:
     """Every line of a trace file (JSONL unless the suffix names CSV/TSV/parquet) as a
     TextTrace, in blocks with the bytes they cover. An unreadable line is a TextTrace with
     its reason (``not_json``...), not an error: a checker reports it, a builder counts it.
-    A file that cannot be read at all (missing, binary, empty...) raises ``InputError``."""
+    A file that cannot be read at all (missing, binary, empty, or not one readable line)
+    raises ``InputError``."""
     fmt = file_format(source, fallback="jsonl") if isinstance(source, str | os.PathLike) \
         else "jsonl"
     bad: list[TextTrace] = []
-    for block in iter_row_blocks(source, fmt=fmt, block_bytes=block_bytes,
-                                 on_bad_row=lambda e: bad.append(_unreadable(e)),
+    errors: list[InputError] = []
+    held: list[tuple[list[TextTrace], int]] = []  # unreadable lines before the first good one
+    readable = False
+
+    def take(e: InputError) -> None:
+        bad.append(_unreadable(e))
+        if len(errors) < 1:
+            errors.append(e)
+
+    for block in iter_row_blocks(source, fmt=fmt, block_bytes=block_bytes, on_bad_row=take,
                                  allow_empty=allow_empty, name=name):
         traces = [parse_trace(row, line=line, field=field) for line, row in block.rows]
         if bad:
             traces = sorted(traces + bad, key=lambda t: t.line)
             bad.clear()
+        if not readable and not block.rows and len(held) < _HOLD_BLOCKS:
+            held.append((traces, block.nbytes))  # maybe a file with no readable line at all
+            continue
+        readable = True
+        yield from held
+        held.clear()
         yield traces, block.nbytes
-    if bad:  # bad rows after the last good one
-        yield sorted(bad, key=lambda t: t.line), 0
+    if bad:
+        held.append((sorted(bad, key=lambda t: t.line), 0))
+    if held and not readable and errors:  # not one line could be read: the file is the problem
+        e = errors[0]
+        first = f"line {e.line}: {e.reason}" if isinstance(e, RowError) else e.message
+        raise InputError(f"not one line can be read ({first})",
+                         hint="give trace rows as UTF-8 JSONL, one JSON object per line",
+                         path=e.path, field=e.field) from None
+    yield from held
 
 
 def read_traces(source: Source, *, field: TraceField = "auto", name: str | None = None,

@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -440,8 +441,10 @@ def _trace_line(row: Any) -> str:
 @pytest.mark.parametrize(("row", "reason", "has_text"), TRACES)
 def test_every_trace_shape(tmp_path: Path, row: Any, reason: str | None,
                            has_text: bool) -> None:
-    (t,) = read_traces(write(tmp_path, "t.jsonl", _trace_line(row) + "\n"))
-    assert (t.reason, t.text is not None, t.line) == (reason, has_text, 1)
+    first = _trace_line({"prompt": [USER], "completion": [ASSISTANT]})  # one readable line
+    _, t = read_traces(write(tmp_path, "t.jsonl", first + "\n" + _trace_line(row) + "\n"))
+    assert (t.reason, t.text is not None, t.line) == (reason, has_text, 2)
+    t = replace(t, line=1)
     if has_text:
         assert t.text == GOOD
     if t.usable:
@@ -463,8 +466,11 @@ def test_validate_and_build_sft_agree_on_every_row(chat_tokenizer: ChatTokenizer
     runner = CliRunner()
     for i, (line, (_, reason, has_text)) in enumerate(zip(lines, TRACES, strict=True)):
         build_says = dropped.get(f"r{i}", dropped.get(str(i + 1)))
-        one = write(tmp_path, f"row{i}.jsonl", line + "\n")
-        as_json = json.loads(runner.invoke(cli, ["validate", str(one), "--json"]).stdout)
+        # an unreadable line follows a readable one: a file of nothing else is refused whole
+        text = line + "\n" if isinstance(TRACES[i][0], dict) else lines[0] + "\n" + line + "\n"
+        one = write(tmp_path, f"row{i}.jsonl", text)
+        out = runner.invoke(cli, ["validate", str(one), "--json"]).stdout
+        as_json = json.loads(out.splitlines()[-1])
         human = runner.invoke(cli, ["validate", str(one)]).output
         if has_text:  # validate checks it, and says when build sft cannot use it
             assert "error" not in as_json and as_json["valid"], line
@@ -494,3 +500,13 @@ def test_build_rl_takes_the_benchmarks_as_published(chat_tokenizer: ChatTokenize
     assert rows[0]["prompt"][-1]["content"] == SIMPLEQA[0][1]
     build = json.loads((tmp_path / "rl" / "build.json").read_text())
     assert build["funnel"]["rows_in"] == 4 and build["eval_sets"] == ["frames_test_set.csv"]
+
+
+@pytest.mark.parametrize("content", [b"{not json\n", b'{"text": "caf\xe9"}\n', b"[1, 2]\n"])
+def test_a_trace_file_without_one_readable_line_is_refused_whole(tmp_path: Path,
+                                                                  content: bytes) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(content * 3)
+    with pytest.raises(InputError, match=r"t\.jsonl: not one line can be read \(line 1: ") as e:
+        list(read_traces(path))
+    assert e.value.hint and e.value.path == path
