@@ -44,6 +44,8 @@ KEY_PAGES = [
 # API reference page -> the package it documents (every name of its __all__ must appear).
 API_PAGES = {
     "recorders": "recorders",
+    "trajectory": "cirkit.trajectory",
+    "tokenizer": "cirkit.tokenizer",
     "rollout": "cirkit.rollout",
     "llm": "cirkit.llm",
     "sandbox": "cirkit.sandbox",
