@@ -111,9 +111,9 @@ def _response(pool: Pool, rng: np.random.Generator, i: int) -> list[tuple[str, i
 def generate(n: int, d: Path, tok_dir: Path, pool: Pool, seed: int) -> tuple[Path, Path]:
     """Trajectory JSONL and text-only JSONL of the same n traces."""
     from cirkit.cir import BUILTIN_TEMPLATE, render_messages
-    from cirkit.rollout import ChatTokenizer
+    from cirkit.tokenizer import ModelTokenizer
 
-    tok = ChatTokenizer(tok_dir)
+    tok = ModelTokenizer(tok_dir)
     rng = np.random.default_rng(seed + 1)
     traj, text = d / "rollouts" / "rollouts-00000-of-00001.jsonl", d / "teacher.jsonl"
     traj.parent.mkdir(parents=True, exist_ok=True)

@@ -40,11 +40,8 @@ from typing import Any
 
 import httpx
 
-from cirkit.llm import OpenAICompletionClient
-from cirkit.llm._server import VllmServer
-from cirkit.llm._types import Sampling
+from cirkit.llm import OpenAICompletionClient, Sampling, VllmServer
 from cirkit.rollout import (
-    ChatTokenizer,
     Question,
     RolloutConfig,
     RolloutLimits,
@@ -55,6 +52,7 @@ from cirkit.rollout import (
 )
 from cirkit.sandbox import Sandbox
 from cirkit.testing import MODEL_NAME, ensure_tiny_model, vllm_python
+from cirkit.tokenizer import ModelTokenizer
 from recorders import Recorder, Store, make_backend
 
 TOPICS = ["Rembrandt", "Paris", "Photosynthesis", "Jupiter", "Mount Everest", "Beethoven",
@@ -119,7 +117,7 @@ class Tools:
         await self.visit.handle({"url": "https://en.wikipedia.org/wiki/Tea"})
 
 
-async def engine(base_url: str, tok: ChatTokenizer, qs: list[Question], cfg: RolloutConfig,
+async def engine(base_url: str, tok: ModelTokenizer, qs: list[Question], cfg: RolloutConfig,
                  concurrency: int, work: Path, backends: Tools
                  ) -> tuple[int, float, list[dict[str, Any]]]:
     """(generated tokens, seconds inside the run, the records in question order)."""
@@ -132,8 +130,8 @@ async def engine(base_url: str, tok: ChatTokenizer, qs: list[Question], cfg: Rol
             OpenAICompletionClient(base_url, MODEL_NAME, recorder=llm) as client:
         runner = exec_runner(tools, sb.run, fingerprint={"version": 1})
         await sb.run("print(1)")  # workers up and warm before the clock starts
-        stats = await run_all(qs, samples=1, cfg=cfg, tok=tok, client=client, runner=runner,
-                              writer=writer, concurrency=concurrency)
+        stats = await run_all(qs, samples=1, cfg=cfg, tok=tok, generate=client.complete,
+                              runner=runner, writer=writer, concurrency=concurrency)
     writer.close()
     writer.finalize({q.id: i for i, q in enumerate(qs)}, config={})
     store.close()
@@ -151,7 +149,7 @@ def main() -> None:
     args = ap.parse_args()
     python = vllm_python()
     model_dir = ensure_tiny_model(python=python)
-    tok = ChatTokenizer(model_dir)
+    tok = ModelTokenizer(model_dir)
     qs = questions(args.questions)
     k, budget = args.in_flight, args.max_response_tokens
     cfg = RolloutConfig(model=MODEL_NAME, date="2025-08-01",

@@ -322,7 +322,8 @@ def _model(run: _Run, stack: contextlib.ExitStack) -> None:
 
 def _rollouts(run: _Run, questions: list[Question], name: str) -> None:
     from .llm import Sampling
-    from .rollout import ChatTokenizer, RolloutConfig, RolloutJob, RolloutLimits, run_job
+    from .rollout import RolloutConfig, RolloutJob, RolloutLimits, run_job
+    from .tokenizer import ModelTokenizer
 
     opts, s = run.opts, run.settings
     with _stage(run, "rollouts", "rerun the same command: finished rollouts are kept") as said:
@@ -336,7 +337,7 @@ def _rollouts(run: _Run, questions: list[Question], name: str) -> None:
                             limits=RolloutLimits(*s["limits"]))
         llm_mode = Mode.REPLAY if opts.replay is not None else Mode.AUTO
         job = RolloutJob(questions=qs, out=opts.out / "rollouts", cfg=cfg,
-                         tok=ChatTokenizer(run.tokenizer), tools=run.tools,
+                         tok=ModelTokenizer(run.tokenizer), tools=run.tools,
                          llm=Recorder(run.store, mode=llm_mode),
                          base_urls=[run.base_url] if run.base_url else [],
                          samples=s["samples"], source=name)

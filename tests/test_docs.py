@@ -45,6 +45,8 @@ KEY_PAGES = [
 API_PAGES = {
     "recorders": "recorders",
     "inputs": "cirkit.inputs",
+    "trajectory": "cirkit.trajectory",
+    "tokenizer": "cirkit.tokenizer",
     "rollout": "cirkit.rollout",
     "llm": "cirkit.llm",
     "sandbox": "cirkit.sandbox",

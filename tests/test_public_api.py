@@ -51,10 +51,18 @@ def test_cirkit_public_names() -> None:
                           "file_columns", "file_format", "iter_row_blocks", "iter_rows",
                           "parse_trace", "question_from_row", "question_id", "read_calls",
                           "read_questions", "read_trace_blocks", "read_traces"],
-        "cirkit.rollout": ["ChatTokenizer", "Question", "ROLLOUT_FORMAT_VERSION",
-                           "RolloutConfig", "RolloutJob", "RolloutLimits", "RolloutWriter",
-                           "RunStats", "exec_runner", "load_questions", "read_trajectories",
-                           "run_all", "run_job", "run_rollout", "trajectory_id"],
+        "cirkit.rollout": ["ChatTokenizer", "CodeRun", "Generate", "Question",
+                           "ROLLOUT_FORMAT_VERSION", "RolloutConfig", "RolloutJob",
+                           "RolloutLimits", "RolloutWriter", "RunStats", "Runner", "exec_runner",
+                           "load_questions", "read_trajectories", "run_all", "run_job",
+                           "run_rollout", "trajectory_id"],
+        "cirkit.trajectory": ["ANNOTATION_FIELDS", "FINISH_REASONS", "ROLLOUT_FORMAT",
+                              "ROLLOUT_FORMAT_VERSION", "TRAJECTORY_FIELDS", "CodeBlock",
+                              "FieldType", "FinishReason", "RolloutDir", "ShardFormat",
+                              "Trajectory", "TrajectoryField", "arrow_schema", "arrow_table",
+                              "polars_schema", "trajectory_id"],
+        "cirkit.tokenizer": ["TOKENIZER_FILES", "ModelTokenizer", "TokenizerLoadError",
+                             "load_tokenizer"],
         "cirkit.datasets": ["BUILD_FORMAT_VERSION", "BuildResult", "BuildTokenizer", "Filter",
                             "FilterStats", "Funnel", "IGNORE_INDEX", "RLOptions", "RejectSink",
                             "SFTOptions", "SFTRow", "SFT_SCHEMA", "Verdict", "build_rl",
@@ -74,3 +82,31 @@ def test_cirkit_public_names() -> None:
         assert sorted(mod.__all__) == sorted(names), module
         for name in names:
             assert getattr(mod, name) is not None, f"{module}.{name}"
+
+
+def test_moved_names_stay_where_they_were() -> None:
+    """Names that moved to cirkit.tokenizer / cirkit.trajectory are the same objects under
+    their old public names."""
+    import cirkit.cir
+    import cirkit.datasets
+    import cirkit.rollout
+    import cirkit.tokenizer
+    import cirkit.trajectory
+
+    assert cirkit.rollout.ChatTokenizer is cirkit.tokenizer.ModelTokenizer
+    assert issubclass(cirkit.datasets.BuildTokenizer, cirkit.tokenizer.ModelTokenizer)
+    assert cirkit.cir.load_tokenizer is cirkit.tokenizer.load_tokenizer
+    assert cirkit.cir.TokenizerLoadError is cirkit.tokenizer.TokenizerLoadError
+    assert cirkit.rollout.trajectory_id is cirkit.trajectory.trajectory_id
+    assert cirkit.rollout.ROLLOUT_FORMAT_VERSION == cirkit.trajectory.ROLLOUT_FORMAT_VERSION
+
+
+def test_the_cir_core_stays_light() -> None:
+    """Sandbox workers import cirkit.cir: no tokenizer library, no pyarrow, no polars."""
+    import subprocess
+    import sys
+
+    code = ("import sys, cirkit.cir, cirkit.trajectory, cirkit.tokenizer; "
+            "heavy = {'transformers', 'tokenizers', 'pyarrow', 'polars'} & set(sys.modules); "
+            "assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True)

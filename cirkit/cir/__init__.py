@@ -6,8 +6,13 @@ this package. ``render(parse(x)) == x`` for every string; ``validate`` explains 
 with a trace; ``TOOLS``/``DIALECTS`` are the one table of tool names and argument spellings.
 
 It imports nothing heavy (no recorders, no tokenizer library at import time): sandbox workers
-import it.
+import it. The tokenizer loader lives in ``cirkit.tokenizer``; ``load_tokenizer`` and
+``TokenizerLoadError`` are still reachable from here, imported on first use.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from ._dialect import DIALECTS, TOOLS, Dialect, Param, Tool, get_dialect, get_tool, tool_functions
 from ._format import (
@@ -36,8 +41,6 @@ from ._observation import (
     TRUNCATION_NOTE,
     Observation,
     Tokenizer,
-    TokenizerLoadError,
-    load_tokenizer,
     make_observation,
 )
 from ._prompts import (
@@ -60,6 +63,9 @@ from ._validate import (
     is_valid,
     validate,
 )
+
+if TYPE_CHECKING:
+    from ..tokenizer import TokenizerLoadError, load_tokenizer
 
 __all__ = [
     "BUILTIN_TEMPLATE",
@@ -113,3 +119,20 @@ __all__ = [
     "validate",
     "wrap_observation",
 ]
+
+
+_LAZY = {"TokenizerLoadError", "load_tokenizer"}  # cirkit.tokenizer's: kept importable here
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from .. import tokenizer
+
+    value = getattr(tokenizer, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _LAZY)

@@ -35,7 +35,8 @@ def _code_of(text: str) -> str:
 def _observation(r: ExecResult, tokenizer: str | None, max_tokens: int) -> str:
     if tokenizer is None:  # no token budget without the model's tokenizer
         return wrap_observation(r.stdout + r.stderr)
-    from ..cir import load_tokenizer, make_observation
+    from ..cir import make_observation
+    from ..tokenizer import load_tokenizer
 
     tok = load_tokenizer(tokenizer)
     return make_observation(r.stdout, r.stderr, error=r.notice, tokenizer=tok,
@@ -68,7 +69,8 @@ async def _run(code: str, rec: Recorder, limits: Limits,
 @click.option("--isolation", type=click.Choice(["auto", "netns", "audit-hook"]),
               default="auto", show_default=True, help="How the network is cut off.")
 @click.option("--tokenizer", default=None,
-              help="tokenizer.json (or model directory) to cut the observation to "
+              help="The model's tokenizer (a model directory, its tokenizer.json, or a model id "
+                   "in the local Hugging Face cache) to cut the observation to "
                    "--max-tokens; without it nothing is cut.")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=3000, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")

@@ -77,9 +77,9 @@ def rollout(questions: Path, out: Path, model: str, base_urls: tuple[str, ...],
     With --tools-mode replay --llm-mode replay a run needs no server and no network, and gives
     byte-identical output."""
     from ..cir import PromptTemplate
-    from ..llm._types import Sampling
-    from ..rollout import ChatTokenizer, RolloutConfig, RolloutLimits, load_questions
-    from ..rollout._job import RolloutJob, run_job
+    from ..llm import Sampling
+    from ..rollout import RolloutConfig, RolloutJob, RolloutLimits, load_questions, run_job
+    from ..tokenizer import ModelTokenizer
 
     if store is None and (tools_mode is not Mode.OFF or llm_mode is not Mode.OFF):
         raise click.UsageError("give --store DIR (or use --tools-mode off --llm-mode off)")
@@ -98,7 +98,7 @@ def rollout(questions: Path, out: Path, model: str, base_urls: tuple[str, ...],
                            visit_backend=visit_backend, corpus=corpus,
                            readonly=tools_mode is Mode.REPLAY and llm_mode is Mode.REPLAY)
     console = Console(stderr=True)
-    job = RolloutJob(questions=qs, out=out, cfg=cfg, tok=ChatTokenizer(tokenizer or model),
+    job = RolloutJob(questions=qs, out=out, cfg=cfg, tok=ModelTokenizer(tokenizer or model),
                      tools=tools, llm=Recorder(tools.store, mode=llm_mode), base_urls=base_urls,
                      samples=samples, concurrency=concurrency, workers=workers, fmt=fmt,
                      shard_size=shard_size, source=questions.name)

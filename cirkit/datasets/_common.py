@@ -51,8 +51,7 @@ def load_template(path: str | Path | None) -> PromptTemplate:
 
 
 def tokenizer_info(tok: BuildTokenizer) -> dict[str, Any]:
-    return {"name": tok.display_name, "sha256": tok.sha256, "files": tok.files,
-            "chat_template_sha256": tok.chat_template_sha256, "turn_end": tok.turn_end}
+    return {**tok.provenance(), "turn_end": tok.turn_end}
 
 
 def prompt_info(template: PromptTemplate, *, date: str, dialect: str) -> dict[str, Any]:

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from recorders import RecordersError
 
 from ..inputs import file_columns
+from ..trajectory import RolloutDir, polars_schema
 
 __all__ = [
     "TRAJECTORY_SCHEMA",
@@ -42,18 +43,13 @@ __all__ = [
 InputKind = Literal["trajectories", "text"]
 T = TypeVar("T")
 
-#: The trajectory fields a builder reads (the rest of a record is never parsed). Fields whose
-#: JSON type varies (ground truth, judge verdicts) are read as text: polars keeps a string as
-#: is and writes any other value as its JSON text.
-TRAJECTORY_SCHEMA: dict[str, Any] = {
-    "id": pl.String, "question_id": pl.String, "question": pl.String,
-    "ground_truth": pl.String, "source": pl.String, "dialect": pl.String, "date": pl.String,
-    "prompt_template_sha256": pl.String, "prompt_text": pl.String,
-    "prompt_token_ids": pl.List(pl.Int32), "response_text": pl.String,
-    "response_token_ids": pl.List(pl.Int32), "response_mask": pl.List(pl.Int8),
-    "finish_reason": pl.String, "decode_ok": pl.Boolean, "judge": pl.String,
-    "correct": pl.String,
-}
+#: The trajectory fields a builder reads (the rest of a record is never parsed), typed by
+#: the record's own field table. Fields whose JSON type varies (ground truth, judge verdicts)
+#: are read as text: polars keeps a string as is and writes any other value as its JSON text.
+TRAJECTORY_SCHEMA: dict[str, Any] = polars_schema((
+    "id", "question_id", "question", "ground_truth", "source", "dialect", "date",
+    "prompt_template_sha256", "prompt_text", "prompt_token_ids", "response_text",
+    "response_token_ids", "response_mask", "finish_reason", "decode_ok", "judge", "correct"))
 _BLOCK_BYTES = 32 << 20
 _PARQUET_BATCH = 1024
 
@@ -83,12 +79,11 @@ def _kind(path: Path) -> InputKind:
 
 
 def _files_in(directory: Path) -> list[Path]:
-    shards = sorted(directory.glob("rollouts-*.jsonl")) + sorted(directory.glob(
-        "rollouts-*.parquet")) + sorted((directory / "_parts").glob("part-*.jsonl"))
+    shards = RolloutDir(directory).files()
     if shards:
         return shards
     return sorted(p for p in directory.iterdir()
-                  if p.suffix in (".jsonl", ".json", ".parquet") and p.name != "manifest.json")
+                  if p.suffix in (".jsonl", ".json", ".parquet") and p.name != RolloutDir.MANIFEST)
 
 
 def discover_inputs(paths: list[Path]) -> list[InputFile]:
@@ -97,15 +92,9 @@ def discover_inputs(paths: list[Path]) -> list[InputFile]:
     out: list[InputFile] = []
     for p in paths:
         if p.is_dir():
-            manifest = manifest_sha = None
-            mpath = p / "manifest.json"
-            if mpath.is_file():
-                try:
-                    manifest = orjson.loads(mpath.read_bytes())
-                except orjson.JSONDecodeError:
-                    raise RecordersError(f"{mpath} is not JSON",
-                                         hint="rerun the rollout to rewrite it") from None
-                manifest_sha = sha256_file(mpath)
+            rollouts = RolloutDir(p)
+            manifest = rollouts.read_manifest()
+            manifest_sha = None if manifest is None else sha256_file(rollouts.manifest_path)
             files = _files_in(p)
             if not files:
                 raise RecordersError(f"{p} holds no rollouts or JSONL/parquet files")

@@ -19,6 +19,7 @@ import polars as pl
 from ..cir import PromptTemplate, Segment, parse, render_messages
 from ..inputs import TextTrace
 from ..inputs import question_id as _question_id
+from ._io import TRAJECTORY_SCHEMA
 from ._tokenize import BuildTokenizer
 
 __all__ = ["PromptContext", "SFTRow", "parse_verdict", "row_from_trace", "rows_from_frame"]
@@ -135,10 +136,8 @@ def rows_from_frame(df: pl.DataFrame, ctx: PromptContext, *, default_source: str
     limit, else the rollout default (32)."""
     budgets = list(dict.fromkeys(b for b in (max_code_blocks, ctx.max_code_blocks, 32)
                                  if b is not None))
-    cols = {c: df[c].to_list() for c in (
-        "id", "question_id", "question", "ground_truth", "source", "dialect", "date",
-        "prompt_template_sha256", "prompt_text", "response_text", "finish_reason", "decode_ok",
-        "judge", "correct")}
+    cols = {c: df[c].to_list() for c, dtype in TRAJECTORY_SCHEMA.items()
+            if not dtype.is_nested()}  # the scalar fields; ids and mask are read below
     plen = df["prompt_token_ids"].list.len().to_list()
     rlen = df["response_token_ids"].list.len().to_list()
     mlen = df["response_mask"].list.len().to_list()

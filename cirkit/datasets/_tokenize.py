@@ -8,7 +8,6 @@ piece borders by construction, never on a guess about where a token boundary lie
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -19,51 +18,29 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recorders import RecordersError
-
 from ..cir import Segment, parse
-from ..rollout._chat import ChatTokenizer
+from ..tokenizer import ModelTokenizer
 
 __all__ = ["IGNORE_INDEX", "BuildTokenizer", "Joined", "join_ids", "split_pieces"]
 
 #: The label that PyTorch's cross-entropy (and TRL's collator) ignores.
 IGNORE_INDEX = -100
 _SENTINEL = "\x00cirkit-turn-end-probe\x00"
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                    "chat_template.jinja", "chat_template.json", "vocab.json", "merges.txt",
-                    "tokenizer.model")
 
 
-class BuildTokenizer(ChatTokenizer):
-    """The model's tokenizer with batch encode/decode through its Rust backend (all cores,
-    one call per chunk) and the provenance a dataset card needs (name, sha256)."""
+class BuildTokenizer(ModelTokenizer):
+    """The model's tokenizer (:class:`cirkit.tokenizer.ModelTokenizer`) with what builders
+    add: the chat template's end of turn, and chat prompts encoded with their common pieces
+    cached."""
+
+    __slots__ = ("_added", "_checked", "_segments", "_split", "turn_end")
 
     def __init__(self, name_or_path: str | Path) -> None:
         super().__init__(name_or_path)
-        backend = getattr(self._tok, "backend_tokenizer", None)
-        if backend is None:
-            raise RecordersError(f"the tokenizer at {name_or_path} is not a fast tokenizer",
-                                 hint="use a model directory with a tokenizer.json")
-        self._backend: Any = backend
-        self._encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
-        path = Path(name_or_path)
-        self.display_name = path.name if path.is_dir() else str(name_or_path)
-        self.sha256, self.files = self._digest(path)
-        template = str(getattr(self._tok, "chat_template", "") or "")
-        self.chat_template_sha256 = hashlib.sha256(template.encode()).hexdigest()
         self.turn_end = self._turn_end()
         self._split, self._added = self._prompt_splitter()
         self._segments: OrderedDict[str, list[int]] = OrderedDict()
         self._checked = 0
-
-    def _digest(self, path: Path) -> tuple[str, dict[str, str]]:
-        """sha256 of tokenizer.json (what ``sha256sum`` shows), and of each tokenizer file."""
-        files = {n: hashlib.sha256((path / n).read_bytes()).hexdigest()
-                 for n in _TOKENIZER_FILES if path.is_dir() and (path / n).is_file()}
-        if "tokenizer.json" in files:
-            return files["tokenizer.json"], files
-        text = str(self._backend.to_str())
-        return hashlib.sha256(text.encode()).hexdigest(), files
 
     def _turn_end(self) -> str:
         """What the chat template writes after an assistant message, trailing blanks cut
@@ -71,19 +48,19 @@ class BuildTokenizer(ChatTokenizer):
         learns to stop. Falls back to the eos token when the probe cannot see it."""
         msgs = [{"role": "user", "content": "?"}, {"role": "assistant", "content": _SENTINEL}]
         try:
-            full = str(self._tok.apply_chat_template(msgs, tokenize=False))
+            full = self.chat_prompt(msgs, add_generation_prompt=False)
         except Exception:  # a template that refuses the probe
             full = ""
         if _SENTINEL in full:
             return full.split(_SENTINEL, 1)[1].rstrip()
-        return str(getattr(self._tok, "eos_token", "") or "")
+        return self.eos_token or ""
 
     def _prompt_splitter(self) -> tuple[re.Pattern[str] | None, dict[str, int]]:
         """The added tokens the tokenizer itself splits its input at before anything else
         (not normalized, no whitespace stripping): text between two of them tokenizes alone,
         so the system prompt's tokens can be reused across rows. None when a token's flags
         make the split uncertain."""
-        added = self._backend.get_added_tokens_decoder()
+        added = self.backend.get_added_tokens_decoder()
         plain = {t.content: i for i, t in added.items() if not t.normalized}
         if not plain or any(t.lstrip or t.rstrip or t.single_word for t in added.values()):
             return None, {}
@@ -119,16 +96,6 @@ class BuildTokenizer(ChatTokenizer):
                 self._split = None
                 return self.encode_batch(prompts)
         return out
-
-    def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        if not texts:
-            return []
-        return [e.ids for e in self._encode(texts, add_special_tokens=False)]
-
-    def decode_batch(self, ids: list[list[int]]) -> list[str]:
-        if not ids:
-            return []
-        return list(self._backend.decode_batch(ids, skip_special_tokens=False))
 
 
 def split_pieces(text: str, segments: list[Segment] | None = None) -> list[tuple[str, int]]:

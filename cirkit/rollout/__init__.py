@@ -1,29 +1,35 @@
 """CIR rollouts: token-in/token-out generation, code blocks run in the sandbox, observations
-masked, everything outside (completions, tool calls, code runs) through the store."""
+masked, everything outside (completions, tool calls, code runs) through the store.
+
+The loop (:func:`run_rollout`) needs only a :class:`Generate` callable and a :data:`Runner`;
+the record it returns is a :class:`cirkit.trajectory.Trajectory`.
+"""
 
 from ..inputs import Question
 from ..inputs import read_questions as load_questions
-from ._chat import ChatTokenizer
-from ._engine import (
-    RolloutConfig,
-    RolloutLimits,
-    exec_runner,
-    run_rollout,
-    trajectory_id,
-)
+from ..tokenizer import ModelTokenizer
+from ..trajectory import ROLLOUT_FORMAT_VERSION, trajectory_id
+from ._engine import Generate, RolloutConfig, RolloutLimits, run_rollout
+from ._exec import CodeRun, Runner, exec_runner
 from ._job import RolloutJob, run_job
 from ._run import RunStats, run_all
-from ._writer import ROLLOUT_FORMAT_VERSION, RolloutWriter, read_trajectories
+from ._writer import RolloutWriter, read_trajectories
+
+#: The rollout's tokenizer: :class:`cirkit.tokenizer.ModelTokenizer` (the name it had here).
+ChatTokenizer = ModelTokenizer
 
 __all__ = [
     "ROLLOUT_FORMAT_VERSION",
     "ChatTokenizer",
+    "CodeRun",
+    "Generate",
     "Question",
     "RolloutConfig",
     "RolloutJob",
     "RolloutLimits",
     "RolloutWriter",
     "RunStats",
+    "Runner",
     "exec_runner",
     "load_questions",
     "read_trajectories",

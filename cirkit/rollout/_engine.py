@@ -3,18 +3,19 @@ generate again, until an answer or a limit.
 
 The generated ids are kept exactly as the server sent them (mask 1, ``<end_code>`` included);
 each observation is tokenized alone and appended with mask 0. Limits count observations too.
+
+The loop asks only for a :class:`Generate` callable and a :data:`Runner`, so any host (the
+``cirkit rollout`` job, a trainer's agent loop) drives the very same loop.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field, replace
-from typing import Any
-
-from recorders import EXECUTION, Recorder, Response
+from typing import Protocol
 
 from ..cir import (
+    BUILTIN_TEMPLATE,
     END_CODE,
     STOP,
     PromptTemplate,
@@ -24,19 +25,20 @@ from ..cir import (
     render_messages,
 )
 from ..inputs import Question
-from ..llm._client import derive_seed
-from ..llm._types import CompletionClient, Sampling
-from ._chat import ChatTokenizer
+from ..llm import Completion, Sampling, derive_seed
+from ..tokenizer import ModelTokenizer
+from ..trajectory import CodeBlock, FinishReason, Trajectory, trajectory_id
+from ._exec import CodeRun, Runner, no_code_run
 
-__all__ = [
-    "RolloutConfig", "RolloutLimits", "Runner", "exec_runner", "run_rollout",
-    "trajectory_id",
-]
+__all__ = ["Generate", "RolloutConfig", "RolloutLimits", "run_rollout"]
 
-EXEC_VERSION = 1  # part of every code_exec key: bump when the sandbox's semantics change
-# Names no marker literally: an observation must never hold a token the model only generates.
-NO_CODE = ("Error: no well-formed code block was found. Open the block with the start-code "
-           "marker and a python fence, and close it with a fence and the end-code marker.")
+
+class Generate(Protocol):
+    """One generation request, token-in/token-out (``OpenAICompletionClient.complete`` is
+    one): the ids the server generated, the stop string kept."""
+
+    def __call__(self, prompt_ids: list[int], *, stop: list[str],
+                 sampling: Sampling) -> Awaitable[Completion]: ...
 
 
 @dataclass(slots=True, frozen=True)
@@ -62,146 +64,129 @@ class RolloutConfig:
     block_timeout: float = 10.0
 
     def template_sha256(self) -> str:
-        from ..cir import BUILTIN_TEMPLATE
-
         return (self.template or BUILTIN_TEMPLATE).sha256
 
 
-def trajectory_id(question_id: str, sample_index: int, base_seed: int) -> str:
-    h = hashlib.sha256(f"{question_id}\x00{sample_index}\x00{base_seed}".encode())
-    return h.hexdigest()[:24]
+@dataclass(slots=True)
+class _Turns:
+    """What a rollout has produced so far: the response ids with their mask and text pieces,
+    the code blocks run, the store keys used, and (once known) why it ended."""
+
+    prompt_ids: list[int]
+    limits: RolloutLimits
+    ids: list[int] = field(default_factory=list)
+    mask: list[int] = field(default_factory=list)
+    parts: list[str] = field(default_factory=list)
+    blocks: list[CodeBlock] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    finish: FinishReason = "error"
+    error: str | None = None
+
+    def rooms(self) -> tuple[int, int]:
+        """Tokens left under the response limit and under the total limit."""
+        lim = self.limits
+        return (lim.max_response_tokens - len(self.ids),
+                lim.max_total_tokens - len(self.prompt_ids) - len(self.ids))
+
+    def generated(self, comp: Completion) -> None:
+        if comp.key:
+            self.keys.append(comp.key)
+        self.ids += comp.token_ids
+        self.mask += [1] * len(comp.token_ids)
+        self.parts.append(comp.text)
+
+    def ran(self, run: CodeRun) -> None:
+        if run.key:
+            self.keys.append(run.key)
+        self.keys += [c.key for c in run.result.tool_calls if c.key]
+
+    def observed(self, block: CodeBlock, text: str, ids: list[int]) -> None:
+        self.ids += ids
+        self.mask += [0] * len(ids)
+        self.parts.append(text)
+        self.blocks.append(block)
+
+    def cut_to_limits(self, tok: ModelTokenizer) -> bool:
+        """After an observation: if it pushed past a limit, cut ids, mask and text to it
+        and say so."""
+        over_resp = len(self.ids) - self.limits.max_response_tokens
+        over_total = len(self.prompt_ids) + len(self.ids) - self.limits.max_total_tokens
+        if over_resp < 0 and over_total < 0:
+            return False
+        cut = len(self.ids) - max(over_resp, over_total, 0)
+        self.ids, self.mask = self.ids[:cut], self.mask[:cut]
+        self.parts = [tok.decode(self.ids)]
+        self.finish = "max_response_tokens" if over_resp >= over_total else "max_total_tokens"
+        return True
 
 
-Runner = Callable[[str], Awaitable[dict[str, Any]]]
-
-
-def exec_runner(recorder: Recorder, run: Callable[[str], Awaitable[Any]], *,
-                fingerprint: dict[str, Any]) -> Runner:
-    """Runs a block through the store (tool ``code_exec``), so a replay gets the very same
-    output and timing even for code that prints the time; ``run`` is the sandbox's."""
-
-    async def runner(code: str) -> dict[str, Any]:
-        async def fetch() -> Response:
-            r = await run(code)
-            return Response({
-                "stdout": r.stdout, "stderr": r.stderr, "error": r.error, "notice": r.notice,
-                "duration_ms": round(r.duration_ms, 3), "output_truncated": r.output_truncated,
-                "tool_calls": [c.to_json() for c in r.tool_calls],
-            })
-
-        res = await recorder.memo(EXECUTION, {"code": code, "sandbox": fingerprint}, fetch,
-                                  backend="sandbox")
-        return {**res.data, "key": res.key}
-
-    return runner
+def _error_text(e: Exception) -> str:
+    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(": ")
 
 
 async def run_rollout(
-    q: Question, sample_index: int, *, cfg: RolloutConfig, tok: ChatTokenizer,
-    client: CompletionClient, runner: Runner,
-) -> dict[str, Any]:
-    """One trajectory record (the contract in architecture.md). Never raises for the model's
-    or a server's fault: ``finish_reason`` "error" and ``error`` say what happened."""
+    q: Question, sample_index: int, *, cfg: RolloutConfig, tok: ModelTokenizer,
+    generate: Generate, runner: Runner,
+) -> Trajectory:
+    """One trajectory. Never raises for the model's or a server's fault: ``finish_reason``
+    "error" and ``error`` say what happened, and what came before is kept."""
     base_seed = cfg.sampling.seed or 0
-    seed = derive_seed(base_seed, q.id, sample_index)
     lim = cfg.limits
     messages = render_messages(q.question, template=cfg.template, date=cfg.date,
                                dialect=cfg.dialect, max_code_blocks=lim.max_code_blocks)
     prompt_text = tok.chat_prompt(messages) + cfg.think_prefix
-    prompt_ids = tok.encode(prompt_text)
-    ids: list[int] = []
-    mask: list[int] = []
-    parts: list[str] = []
-    blocks: list[dict[str, Any]] = []
-    keys: list[str] = []
-    error: str | None = None
-    finish = "error"
+    t = _Turns(tok.encode(prompt_text), lim)
     try:
         for turn in range(lim.max_code_blocks + 1):
-            room_resp = lim.max_response_tokens - len(ids)
-            room_total = lim.max_total_tokens - len(prompt_ids) - len(ids)
+            room_resp, room_total = t.rooms()
             budget = min(cfg.sampling.max_tokens, room_resp, room_total)
             if budget <= 0:
-                finish = "max_response_tokens" if room_resp <= 0 else "max_total_tokens"
+                t.finish = "max_response_tokens" if room_resp <= 0 else "max_total_tokens"
                 break
-            comp = await client.complete(
-                prompt_ids + ids, stop=list(STOP),
-                sampling=replace(cfg.sampling, seed=derive_seed(base_seed, q.id, sample_index,
-                                                                turn), max_tokens=budget))
-            if comp.key:
-                keys.append(comp.key)
-            ids += comp.token_ids
-            mask += [1] * len(comp.token_ids)
-            parts.append(comp.text)
+            seed = derive_seed(base_seed, q.id, sample_index, turn)
+            comp = await generate(t.prompt_ids + t.ids, stop=list(STOP),
+                                  sampling=replace(cfg.sampling, seed=seed, max_tokens=budget))
+            t.generated(comp)
             if not (comp.stop_reason == END_CODE or comp.text.endswith(END_CODE)):
                 if comp.finish_reason != "length":
-                    finish = "answer"
+                    t.finish = "answer"
                 elif budget == room_resp:
-                    finish = "max_response_tokens"
+                    t.finish = "max_response_tokens"
                 elif budget == room_total:
-                    finish = "max_total_tokens"
+                    t.finish = "max_total_tokens"
                 else:
-                    finish = "length"
+                    t.finish = "length"
                 break
-            if len(blocks) >= lim.max_code_blocks:
-                finish = "max_code_blocks"
+            if len(t.blocks) >= lim.max_code_blocks:
+                t.finish = "max_code_blocks"
                 break
-            code = pending_code("".join(parts))
-            ran = await runner(code) if code is not None else {
-                "stdout": "", "stderr": NO_CODE, "error": "no_code", "notice": None,
-                "duration_ms": 0.0, "tool_calls": [], "key": None}
-            if ran.get("key"):
-                keys.append(ran["key"])
-            keys += [c["key"] for c in ran["tool_calls"] if c.get("key")]
-            obs = make_observation(ran["stdout"], ran["stderr"], error=ran["notice"],
-                                   tokenizer=tok, max_tokens=lim.max_observation_tokens,
+            code = pending_code("".join(t.parts))
+            run = await runner(code) if code is not None else no_code_run()
+            t.ran(run)
+            r = run.result
+            obs = make_observation(r.stdout, r.stderr, error=r.notice, tokenizer=tok,
+                                   max_tokens=lim.max_observation_tokens,
                                    demo_error_hint=cfg.demo_error_hint)
             head = "" if comp.text.endswith(END_CODE) else END_CODE
             obs_text = head + "\n" + obs.text
-            obs_ids = tok.encode(obs_text)
-            ids += obs_ids
-            mask += [0] * len(obs_ids)
-            parts.append(obs_text)
-            blocks.append({"code": code or "", "output": obs.body, "error": ran["error"],
-                           "duration_ms": ran["duration_ms"], "tool_calls": ran["tool_calls"]})
-            over_resp = len(ids) - lim.max_response_tokens
-            over_total = len(prompt_ids) + len(ids) - lim.max_total_tokens
-            if over_resp >= 0 or over_total >= 0:
-                # An observation pushed past a limit: cut to it (ids, mask and text together).
-                cut = len(ids) - max(over_resp, over_total, 0)
-                ids, mask = ids[:cut], mask[:cut]
-                parts = [tok.decode(ids)]
-                finish = "max_response_tokens" if over_resp >= over_total else "max_total_tokens"
+            block = CodeBlock(code or "", obs.body, r.error, r.duration_ms,
+                              [CodeBlock.tool_call(c.tool, c.args, c.key, c.error)
+                               for c in r.tool_calls])
+            t.observed(block, obs_text, tok.encode(obs_text))
+            if t.cut_to_limits(tok):
                 break
     except Exception as e:
-        error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(": ")
-        finish = "error"
-    text = "".join(parts)
-    record: dict[str, Any] = {
-        "id": trajectory_id(q.id, sample_index, base_seed),
-        "question_id": q.id,
-        "question": q.question,
-        "ground_truth": q.ground_truth,
-        "source": q.source,
-        "sample_index": sample_index,
-        "model": cfg.model,
-        "sampling": {**cfg.sampling.to_json(), "seed": seed, "base_seed": base_seed},
-        "dialect": cfg.dialect,
-        "prompt_template_sha256": cfg.template_sha256(),
-        "date": cfg.date,
-        "prompt_text": prompt_text,
-        "prompt_token_ids": prompt_ids,
-        "response_text": text,
-        "response_token_ids": ids,
-        "response_mask": mask,
-        "code_blocks": blocks,
-        "final_answer": final_answer(text) if finish == "answer" else None,
-        "finish_reason": finish,
-        "num_code_blocks": len(blocks),
-        "num_response_tokens": len(ids),
-        "decode_ok": tok.decode(ids) == text,
-        "store_keys": list(dict.fromkeys(keys)),
-        "error": error,
-    }
-    return record
-
+        t.error, t.finish = _error_text(e), "error"
+    text = "".join(t.parts)
+    return Trajectory(
+        id=trajectory_id(q.id, sample_index, base_seed), question_id=q.id,
+        question=q.question, ground_truth=q.ground_truth, source=q.source,
+        sample_index=sample_index, model=cfg.model,
+        sampling={**cfg.sampling.to_json(), "seed": derive_seed(base_seed, q.id, sample_index),
+                  "base_seed": base_seed},
+        dialect=cfg.dialect, prompt_template_sha256=cfg.template_sha256(), date=cfg.date,
+        prompt_text=prompt_text, prompt_token_ids=t.prompt_ids, response_text=text,
+        response_token_ids=t.ids, response_mask=t.mask, code_blocks=t.blocks,
+        final_answer=final_answer(text) if t.finish == "answer" else None,
+        finish_reason=t.finish, decode_ok=tok.decode(t.ids) == text,
+        store_keys=list(dict.fromkeys(t.keys)), error=t.error)

@@ -14,8 +14,9 @@ from rich.console import Console
 from recorders import Recorder
 
 from ..inputs import Question
-from ._chat import ChatTokenizer
-from ._engine import RolloutConfig, exec_runner
+from ..tokenizer import ModelTokenizer
+from ._engine import RolloutConfig
+from ._exec import exec_runner
 from ._run import RunStats, run_all
 from ._writer import RolloutWriter
 
@@ -29,7 +30,7 @@ class RolloutJob:
     questions: Sequence[Question]
     out: Path
     cfg: RolloutConfig
-    tok: ChatTokenizer
+    tok: ModelTokenizer
     tools: Recorder
     llm: Recorder
     base_urls: Sequence[str] = ()
@@ -60,7 +61,7 @@ def run_job(job: RolloutJob, *, console: Console | None = None) -> tuple[RunStat
                                        recorder=job.llm) as client:
             runner = exec_runner(job.tools, sb.run, fingerprint=fingerprint)
             return await run_all(list(job.questions), samples=job.samples, cfg=cfg, tok=job.tok,
-                                 client=client, runner=runner, writer=writer,
+                                 generate=client.complete, runner=runner, writer=writer,
                                  concurrency=job.concurrency, console=console)
 
     try:

@@ -18,9 +18,10 @@ from rich.progress import (
 )
 
 from ..inputs import Question
-from ..llm._types import CompletionClient
-from ._chat import ChatTokenizer
-from ._engine import RolloutConfig, Runner, run_rollout, trajectory_id
+from ..tokenizer import ModelTokenizer
+from ..trajectory import trajectory_id
+from ._engine import Generate, RolloutConfig, run_rollout
+from ._exec import Runner
 from ._writer import RolloutWriter
 
 __all__ = ["RunStats", "run_all"]
@@ -45,8 +46,8 @@ class RunStats:
 
 
 async def run_all(
-    questions: list[Question], *, samples: int, cfg: RolloutConfig, tok: ChatTokenizer,
-    client: CompletionClient, runner: Runner, writer: RolloutWriter, concurrency: int = 32,
+    questions: list[Question], *, samples: int, cfg: RolloutConfig, tok: ModelTokenizer,
+    generate: Generate, runner: Runner, writer: RolloutWriter, concurrency: int = 32,
     console: Console | None = None,
 ) -> RunStats:
     """Run ``samples`` rollouts per question (skipping ids already finished in the output),
@@ -66,14 +67,15 @@ async def run_all(
 
         async def one(q: Question, s: int) -> None:
             async with sem:
-                rec = await run_rollout(q, s, cfg=cfg, tok=tok, client=client, runner=runner)
-            writer.write(rec)
+                t = await run_rollout(q, s, cfg=cfg, tok=tok, generate=generate,
+                                      runner=runner)
+            writer.write(t)
             stats.done += 1
-            stats.generated_tokens += sum(rec["response_mask"])
-            stats.finish_reasons[rec["finish_reason"]] += 1
-            stats.decode_mismatches += 0 if rec["decode_ok"] else 1
-            if rec["error"]:
-                stats.errors.append(f"{rec['question_id']}#{s}: {rec['error']}")
+            stats.generated_tokens += t.generated_tokens
+            stats.finish_reasons[t.finish_reason] += 1
+            stats.decode_mismatches += 0 if t.decode_ok else 1
+            if t.error:
+                stats.errors.append(f"{t.question_id}#{s}: {t.error}")
             el = max(time.perf_counter() - started, 1e-9)
             progress.update(task, advance=1, rate=f"{stats.done / el:.2f} rollouts/s  "
                                                   f"{stats.generated_tokens / el:.0f} tok/s")

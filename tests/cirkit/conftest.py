@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from cirkit.cir import Tokenizer, load_tokenizer
-from cirkit.rollout import ChatTokenizer
+from cirkit.cir import Tokenizer
+from cirkit.tokenizer import ModelTokenizer, load_tokenizer
 
 _CORPUS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -59,11 +59,11 @@ def tiny_tokenizer(tiny_tokenizer_path: Path) -> Tokenizer:
 
 @pytest.fixture(scope="session")
 def chat_tokenizer(tiny_tokenizer_path: Path, tmp_path_factory: pytest.TempPathFactory
-                   ) -> ChatTokenizer:
+                   ) -> ModelTokenizer:
     """The tiny tokenizer with a ChatML-style chat template, as a local model directory."""
     d = tmp_path_factory.mktemp("chat-tokenizer")
     shutil.copy(tiny_tokenizer_path, d / "tokenizer.json")
     (d / "tokenizer_config.json").write_text(json.dumps({
         "tokenizer_class": "PreTrainedTokenizerFast", "chat_template": CHAT_TEMPLATE,
         "eos_token": "<|endoftext|>"}))
-    return ChatTokenizer(d)
+    return ModelTokenizer(d)

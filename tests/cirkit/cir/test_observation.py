@@ -1,9 +1,8 @@
-"""Observations: token-exact truncation with a real (tiny) tokenizer, wrapping, errors."""
+"""Observations: token-exact truncation with a real (tiny) tokenizer, wrapping, errors.
+
+Loading a tokenizer is tested in test_tokenizer.py."""
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -14,21 +13,12 @@ from cirkit.cir import (
     TRUNCATION_NOTE,
     Observation,
     Tokenizer,
-    TokenizerLoadError,
-    load_tokenizer,
     make_observation,
     parse,
     wrap_observation,
 )
 
 LONG = "Index: 1\nURL: https://example.org/page\nTitle: Example\nPreview: a page\n" * 200
-
-
-def test_loads_file_and_directory(tiny_tokenizer_path: Path) -> None:
-    for where in (tiny_tokenizer_path, tiny_tokenizer_path.parent, str(tiny_tokenizer_path)):
-        tok = load_tokenizer(where)
-        assert isinstance(tok, Tokenizer)
-        assert tok.decode(tok.encode("Paris, France")) == "Paris, France"
 
 
 def test_no_special_tokens_are_added(tiny_tokenizer: Tokenizer) -> None:
@@ -114,20 +104,3 @@ def test_wrapping_bytes(tiny_tokenizer: Tokenizer) -> None:
     assert seg.kind == "output" and seg.body == obs.body
     with pytest.raises(ValueError):
         make_observation("x", "", error=None, tokenizer=tiny_tokenizer, max_tokens=0)
-
-
-def test_load_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(TokenizerLoadError, match="no such tokenizer file"):
-        load_tokenizer(tmp_path / "missing" / "tokenizer.json")
-    bad = tmp_path / "tokenizer.json"
-    bad.write_text("{not json")
-    with pytest.raises(TokenizerLoadError, match=r"not a tokenizer\.json") as e:
-        load_tokenizer(bad)
-    assert e.value.hint
-    empty = tmp_path / "model"
-    empty.mkdir()
-    monkeypatch.setitem(sys.modules, "transformers", None)  # as if it were not installed
-    with pytest.raises(TokenizerLoadError, match=r"no tokenizer\.json and transformers"):
-        load_tokenizer(empty)
-    with pytest.raises(TokenizerLoadError, match="Hugging Face cache"):
-        load_tokenizer("no-such-org/no-such-model-cirkit-test")

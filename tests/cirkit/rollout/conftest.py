@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from cirkit.llm._types import Completion, Sampling
+from cirkit.llm import Completion, Sampling
 from cirkit.rollout import ChatTokenizer
 from cirkit.sandbox import Limits, MiB, Sandbox
 from recorders import InMemoryBackend, Recorder, Store

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cirkit.llm._types import Sampling
+from cirkit.llm import Sampling
 from cirkit.rollout import (
     ChatTokenizer,
     Question,
@@ -18,6 +18,7 @@ from cirkit.rollout import (
     run_rollout,
 )
 from cirkit.sandbox import Sandbox
+from cirkit.trajectory import Trajectory
 from recorders import Store
 from tests.cirkit.rollout.conftest import ScriptedModel, make_tools
 
@@ -38,7 +39,8 @@ async def test_code_block_runs_and_observation_is_masked(
         chat_tokenizer: ChatTokenizer, sandbox: Sandbox, tmp_path: Path) -> None:
     model = ScriptedModel(chat_tokenizer, [CODE, ANSWER])
     runner = _wire(sandbox, Store(tmp_path / "store"))
-    rec = await run_rollout(Q, 0, cfg=CFG, tok=chat_tokenizer, client=model, runner=runner)
+    rec = (await run_rollout(Q, 0, cfg=CFG, tok=chat_tokenizer, generate=model.complete,
+                             runner=runner)).to_json()
     assert rec["finish_reason"] == "answer" and rec["error"] is None
     assert rec["final_answer"] == "Rembrandt painted it."
     assert rec["num_code_blocks"] == 1
@@ -61,14 +63,18 @@ async def test_code_block_runs_and_observation_is_masked(
     # The second request continues the first: prompt + generated + observation ids.
     second_prompt, _ = model.requests[1]
     assert second_prompt == rec["prompt_token_ids"] + rec["response_token_ids"][: n_code + n_obs]
+    # The typed record reads back from its JSON as it was.
+    assert Trajectory.from_json(json.loads(json.dumps(rec))).to_json() == rec
 
 
 async def test_seeds_are_derived_per_sample_and_turn(
         chat_tokenizer: ChatTokenizer, sandbox: Sandbox, tmp_path: Path) -> None:
     model = ScriptedModel(chat_tokenizer, [CODE, ANSWER])
     runner = _wire(sandbox, Store(tmp_path / "store"))
-    a = await run_rollout(Q, 0, cfg=CFG, tok=chat_tokenizer, client=model, runner=runner)
-    b = await run_rollout(Q, 1, cfg=CFG, tok=chat_tokenizer, client=model, runner=runner)
+    a = (await run_rollout(Q, 0, cfg=CFG, tok=chat_tokenizer, generate=model.complete,
+                             runner=runner)).to_json()
+    b = (await run_rollout(Q, 1, cfg=CFG, tok=chat_tokenizer, generate=model.complete,
+                             runner=runner)).to_json()
     seeds = [s.seed for _, s in model.requests]
     assert len(set(seeds)) == 4 and a["sampling"]["seed"] != b["sampling"]["seed"]
     assert a["id"] != b["id"] and a["sampling"]["base_seed"] == 7
@@ -81,8 +87,9 @@ async def test_each_limit_names_its_finish_reason(
 
     async def finish(script: list[str], **limits: int) -> dict[str, Any]:
         cfg = RolloutConfig(model="m", date="2025-08-01", limits=RolloutLimits(**limits))
-        return await run_rollout(Q, 0, cfg=cfg, tok=tok, client=ScriptedModel(tok, script),
-                                 runner=runner)
+        t = await run_rollout(Q, 0, cfg=cfg, tok=tok,
+                              generate=ScriptedModel(tok, script).complete, runner=runner)
+        return t.to_json()
 
     r = await finish([CODE], max_code_blocks=2)
     assert r["finish_reason"] == "max_code_blocks" and r["num_code_blocks"] == 2
@@ -99,7 +106,8 @@ async def test_a_failing_server_is_recorded_not_raised(
         chat_tokenizer: ChatTokenizer, sandbox: Sandbox, tmp_path: Path) -> None:
     model = ScriptedModel(chat_tokenizer, [CODE, ANSWER], fail_on_turn=1)
     runner = _wire(sandbox, Store(tmp_path / "store"))
-    rec = await run_rollout(Q, 0, cfg=CFG, tok=chat_tokenizer, client=model, runner=runner)
+    rec = (await run_rollout(Q, 0, cfg=CFG, tok=chat_tokenizer, generate=model.complete,
+                             runner=runner)).to_json()
     assert rec["finish_reason"] == "error"
     assert rec["error"] == "ConnectionError: server went away"
     assert rec["num_code_blocks"] == 1  # what happened before the failure is kept
@@ -110,7 +118,8 @@ async def test_malformed_block_gets_a_hint_observation(
     bad = "Let me try.\n<start_code>\nprint(1)<end_code>"
     model = ScriptedModel(chat_tokenizer, [bad, ANSWER])
     runner = _wire(sandbox, Store(tmp_path / "store"))
-    rec = await run_rollout(Q, 0, cfg=CFG, tok=chat_tokenizer, client=model, runner=runner)
+    rec = (await run_rollout(Q, 0, cfg=CFG, tok=chat_tokenizer, generate=model.complete,
+                             runner=runner)).to_json()
     assert rec["code_blocks"][0]["error"] == "no_code"
     assert "no well-formed code block" in rec["code_blocks"][0]["output"]
     assert "<end_code>" not in rec["code_blocks"][0]["output"]
@@ -125,7 +134,7 @@ async def _run_dir(tok: ChatTokenizer, sandbox: Sandbox, store: Store, out: Path
                         "import time, random\nprint(time.time(), random.random())\n"
                         "print(web_search('night watch', 1))")
     stats = await run_all(questions, samples=2, cfg=CFG, tok=tok,
-                          client=ScriptedModel(tok, [code, ANSWER]), runner=runner,
+                          generate=ScriptedModel(tok, [code, ANSWER]).complete, runner=runner,
                           writer=writer, concurrency=4)
     assert stats.done + stats.skipped == 4
     writer.finalize({"nw": 0, "q2": 1}, config={"model": "scripted"})
@@ -151,10 +160,11 @@ async def test_restart_skips_finished_ids(
     out = tmp_path / "out"
     w = RolloutWriter(out)
     rec = await run_rollout(Q, 0, cfg=CFG, tok=chat_tokenizer,
-                            client=ScriptedModel(chat_tokenizer, [ANSWER]), runner=runner)
+                            generate=ScriptedModel(chat_tokenizer, [ANSWER]).complete,
+                            runner=runner)
     w.write(rec)
     w.close()
     model = ScriptedModel(chat_tokenizer, [ANSWER])
-    stats = await run_all([Q], samples=2, cfg=CFG, tok=chat_tokenizer, client=model,
+    stats = await run_all([Q], samples=2, cfg=CFG, tok=chat_tokenizer, generate=model.complete,
                           runner=runner, writer=RolloutWriter(out))
     assert (stats.skipped, stats.done, len(model.requests)) == (1, 1, 1)

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from cirkit.cir import END_CODE, START_CODE, parse, validate
-from cirkit.rollout._chat import ChatTokenizer
 from cirkit.testing import tiny_model, vllm_env
 from cirkit.testing import traces as trace_gen
 from cirkit.testing.traces import (
@@ -23,6 +22,7 @@ from cirkit.testing.traces import (
     train_tokenizer,
     write_tokenizer_files,
 )
+from cirkit.tokenizer import ModelTokenizer
 from recorders import SEARCH, VISIT, render
 from recorders.backends._local import LocalSearch, LocalVisit
 
@@ -82,7 +82,7 @@ def test_tokenizer_keeps_markers_whole_and_matches_the_chat_template(
     assert tok.decode(tok.encode(text).ids, skip_special_tokens=False) == text
     # Only Qwen's control tokens are special: the CIR markers survive skip_special_tokens.
     assert tok.decode(tok.encode(text).ids, skip_special_tokens=True) == text
-    chat = ChatTokenizer(tmp_path)  # transformers applies the shipped Jinja template
+    chat = ModelTokenizer(tmp_path)  # transformers applies the shipped Jinja template
     messages = [{"role": "system", "content": "S"}, {"role": "user", "content": "Q?"}]
     assert chat.chat_prompt(messages) == chat_prompt(messages)
     assert cir_prompt("Q?").endswith("<|im_start|>user\nQ?<|im_end|>\n"
