@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from recorders import Mode, Recorder, RecordersError
+from recorders import Mode, Recorder
 
+from ..errors import CirkitError
 from ._options import backend_option, build_recorder, corpus_option, store_option
 
 __all__ = ["rollout"]
@@ -118,6 +119,7 @@ def rollout(questions: Path, out: Path, model: str, base_urls: tuple[str, ...],
     for line in stats.errors[:10]:
         console.print(f"  error: {line}", style="red", markup=False)
     if stats.errors:
-        raise RecordersError(f"{len(stats.errors)} rollouts ended in an error (recorded in "
-                             "their records; a rerun retries them)")
+        raise CirkitError(f"{len(stats.errors)} rollouts ended in an error (recorded in their "
+                          "records)", hint="fix the cause shown above and rerun the same command: "
+                          "finished rollouts are kept, errored ones are retried")
 

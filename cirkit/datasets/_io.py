@@ -24,8 +24,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from recorders import RecordersError
-
+from ..errors import InputError
 from ..inputs import file_columns
 from ..trajectory import RolloutDir, polars_schema
 
@@ -97,15 +96,17 @@ def discover_inputs(paths: list[Path]) -> list[InputFile]:
             manifest_sha = None if manifest is None else sha256_file(rollouts.manifest_path)
             files = _files_in(p)
             if not files:
-                raise RecordersError(f"{p} holds no rollouts or JSONL/parquet files")
+                raise InputError("holds no rollouts or JSONL/parquet files", path=p,
+                                 hint="give a rollout folder, or trajectory/trace files")
             out += [InputFile(f, _kind(f), manifest, manifest_sha) for f in files]
         elif p.is_file():
             if p.suffix not in (".jsonl", ".json", ".parquet"):
-                raise RecordersError(f"{p}: unknown input type {p.suffix!r}",
-                                     hint="give .jsonl or .parquet files, or a rollout dir")
+                raise InputError(f"unknown input type {p.suffix!r}", path=p,
+                                 hint="give .jsonl or .parquet files, or a rollout dir")
             out.append(InputFile(p, _kind(p)))
         else:
-            raise RecordersError(f"no input at {p}")
+            raise InputError("no such file or folder", path=p,
+                             hint="check the path of the input")
     return out
 
 
@@ -157,8 +158,8 @@ def iter_frames(src: InputFile, block_bytes: int = _BLOCK_BYTES
             frame = pl.read_ndjson(io.BytesIO(block), schema=TRAJECTORY_SCHEMA)
         except pl.exceptions.PolarsError as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise RecordersError(f"{src.path}: cannot read trajectories: {first}",
-                                 hint="give trajectory records as JSONL, one per line") from e
+            raise InputError(f"cannot read trajectories: {first}", path=src.path,
+                             hint="give trajectory records as JSONL, one per line") from e
         yield frame, len(block)
 
 
@@ -235,10 +236,11 @@ class ShardWriter:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        wrote = bool(self._shards)
         for s in self._shards:
             s.tmp.unlink(missing_ok=True)
         self._shards.clear()
-        for d in reversed(self._created):  # the folders this build made, if still empty
+        for d in reversed(self._created if not wrote else []):  # failed before any row
             with contextlib.suppress(OSError):
                 d.rmdir()
 

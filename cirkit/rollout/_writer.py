@@ -16,8 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, cast
 
-from recorders import RecordersError
-
+from ..errors import InputError
 from ..trajectory import (
     ROLLOUT_FORMAT,
     ROLLOUT_FORMAT_VERSION,
@@ -50,7 +49,9 @@ class RolloutWriter:
         try:
             self.dir.parts_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise RecordersError(f"cannot write rollouts to {self.out}: {e.strerror}") from e
+            raise InputError(f"cannot write rollouts to {self.out}: {e.strerror}",
+                             hint="choose an output folder you can create and write to",
+                             setting="out") from e
         self._part: IO[str] | None = None
 
     def done_ids(self) -> set[str]:

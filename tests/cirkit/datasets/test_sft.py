@@ -231,13 +231,13 @@ def test_a_failed_build_leaves_no_temporary_shard(
         chat_tokenizer: ChatTokenizer, build_tokenizer: BuildTokenizer, tmp_path: Path) -> None:
     import pytest
 
-    from recorders import RecordersError
+    from cirkit.errors import InputError
 
     src = write_jsonl(tmp_path / "r.jsonl", _records(chat_tokenizer))
     with src.open("a") as f:
         f.write('{"id": "broken", "response_token_ids": [1, \n')
     out = tmp_path / "out"
-    with pytest.raises(RecordersError, match="cannot read trajectories"):
+    with pytest.raises(InputError, match="cannot read trajectories"):
         build_sft([src], out, tokenizer=build_tokenizer,
                   options=SFTOptions(block_bytes=1, row_group_rows=1))
     assert list((out / "data").iterdir()) == []
