@@ -71,8 +71,19 @@ class ExecResult:
     def ok(self) -> bool:
         return self.error is None
 
-    def to_json(self) -> dict[str, Any]:
-        """Every field, the tool calls with their durations: ``from_json`` gives it back equal."""
+    def to_json(self, *, record: bool = False) -> dict[str, Any]:
+        """Every field, the tool calls with their durations: ``from_json`` gives it back equal.
+
+        ``record=True``: the form a rollout stores as its ``code_exec`` answer, what a replay
+        must reproduce: stdout, stderr, error, notice, the duration rounded to a microsecond,
+        whether output was cut, and the tool calls without their durations. Recorded stores
+        hold these bytes: changing this form makes them stop replaying.
+        """
+        if record:
+            return {"stdout": self.stdout, "stderr": self.stderr, "error": self.error,
+                    "notice": self.notice, "duration_ms": round(self.duration_ms, 3),
+                    "output_truncated": self.output_truncated,
+                    "tool_calls": [c.to_json() for c in self.tool_calls]}
         return {"stdout": self.stdout, "stderr": self.stderr, "error": self.error,
                 "duration_ms": self.duration_ms,
                 "tool_calls": [c.to_json(with_duration=True) for c in self.tool_calls],
@@ -81,18 +92,19 @@ class ExecResult:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ExecResult:
-        """The inverse of :meth:`to_json`. Every field is required; other keys (such as the
-        store key a rollout adds to its record) are ignored."""
-        _require(data, _EXEC_FIELDS, "ExecResult")
+        """The inverse of :meth:`to_json`, of either form; other keys (such as the store key a
+        rollout adds) are ignored. A stored record has no ``exit_code`` (None: not recorded)
+        and no interleaved ``output`` ("")."""
+        _require(data, _RECORD_FIELDS, "ExecResult")
         return cls(stdout=data["stdout"], stderr=data["stderr"], error=data["error"],
                    duration_ms=data["duration_ms"],
                    tool_calls=[ToolCall.from_json(c) for c in data["tool_calls"]],
-                   output_truncated=data["output_truncated"], exit_code=data["exit_code"],
-                   output=data["output"], notice=data["notice"])
+                   output_truncated=data.get("output_truncated", False),
+                   exit_code=data.get("exit_code"), output=data.get("output", ""),
+                   notice=data["notice"])
 
 
-_EXEC_FIELDS = ("stdout", "stderr", "error", "duration_ms", "tool_calls", "output_truncated",
-                "exit_code", "output", "notice")
+_RECORD_FIELDS = ("stdout", "stderr", "error", "notice", "duration_ms", "tool_calls")
 
 
 def _require(data: Mapping[str, Any], keys: tuple[str, ...], what: str) -> None:

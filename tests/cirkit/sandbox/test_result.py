@@ -48,9 +48,9 @@ def test_tool_call_json_keeps_the_recorded_format() -> None:
 
 def test_from_json_ignores_other_keys_and_names_missing_ones() -> None:
     assert ExecResult.from_json({**RESULT.to_json(), "key": "a store key"}) == RESULT
-    with pytest.raises(ValueError, match="no exit_code, output"):
+    with pytest.raises(ValueError, match="no stdout, notice"):
         ExecResult.from_json({k: v for k, v in RESULT.to_json().items()
-                              if k not in ("exit_code", "output")})
+                              if k not in ("stdout", "notice")})
     with pytest.raises(ValueError, match="no key"):
         ToolCall.from_json({"tool": "web_visit", "args": {}, "error": None})
 
@@ -70,3 +70,16 @@ async def test_a_real_block_result_round_trips() -> None:
     assert r.error == "exception" and r.tool_calls[0].key == "e" * 64
     assert r.tool_calls[0].duration_ms > 0
     assert ExecResult.from_json(through_json(r.to_json())) == r
+
+
+def test_the_stored_record_form_is_pinned() -> None:
+    """What a rollout stores as a ``code_exec`` answer: recorded stores hold these keys and
+    values, so they replay only while this form stays the same."""
+    record = RESULT.to_json(record=True)
+    assert list(record) == ["stdout", "stderr", "error", "notice", "duration_ms",
+                            "output_truncated", "tool_calls"]
+    assert record["duration_ms"] == round(RESULT.duration_ms, 3)
+    assert all(set(c) == {"tool", "args", "key", "error"} for c in record["tool_calls"])
+    back = ExecResult.from_json(json.loads(json.dumps(record)))
+    assert back.to_json(record=True) == record
+    assert (back.exit_code, back.output) == (None, "")  # not part of the record
