@@ -30,6 +30,7 @@ from rich.table import Table
 
 from recorders import SEARCH, VISIT, Mode, Recorder, RecordersError, Store, make_backend
 
+from .cir import DEFAULT_DATE
 from .errors import CirkitError
 from .inputs import Question, read_calls, read_questions
 
@@ -147,7 +148,7 @@ def _settings(opts: DemoOptions, questions: Path, n_questions: int, calls: Path
         # Small budgets, for any model: a demo, not the card's 16k/32k (`cirkit rollout`).
         "sampling": {"temperature": 0.6, "top_p": 0.95, "top_k": 20, "max_tokens": 1024},
         "limits": [32, 1000, 2048, 4096],
-        "date": "2025-08-01",
+        "date": DEFAULT_DATE,
     }
 
 

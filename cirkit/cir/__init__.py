@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._card import CARD, DEFAULT_DATE, CardLimits
 from ._dialect import DIALECTS, TOOLS, Dialect, Param, Tool, get_dialect, get_tool, tool_functions
 from ._format import (
     CODE_CLOSE,
@@ -69,9 +70,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BUILTIN_TEMPLATE",
+    "CARD",
     "CODE_CLOSE",
     "CODE_OPEN",
     "DATE_FORMAT",
+    "DEFAULT_DATE",
     "DEMO_ERROR_HINT",
     "DIALECTS",
     "END_CODE",
@@ -87,6 +90,7 @@ __all__ = [
     "THINK_OPEN",
     "TOOLS",
     "TRUNCATION_NOTE",
+    "CardLimits",
     "DateLike",
     "DetectedDialect",
     "Dialect",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from ._card import CARD
 from ._format import wrap_observation
 
 __all__ = [
@@ -72,7 +73,8 @@ def _cut(tokenizer: Tokenizer, ids: list[int], n: int) -> tuple[str, int]:
 
 
 def make_observation(stdout: str, stderr: str, *, error: str | None, tokenizer: Tokenizer,
-                     max_tokens: int = 3000, demo_error_hint: bool = False,
+                     max_tokens: int = CARD.max_observation_tokens,
+                     demo_error_hint: bool = False,
                      truncation_note: str | None = TRUNCATION_NOTE) -> Observation:
     """The observation for one code run.
 

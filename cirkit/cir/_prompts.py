@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from ._card import CARD
 from ._dialect import Dialect, get_dialect
 from ._format import END_CODE, START_CODE, THINK_CLOSE
 
@@ -171,7 +172,7 @@ class PromptTemplate:
         return frozenset(_PLACEHOLDER.findall(self.text)) - TEMPLATE_FIELDS
 
     def render(self, *, date: DateLike, dialect: str | Dialect = "card",
-               max_code_blocks: int = 32) -> str:
+               max_code_blocks: int = CARD.max_code_blocks) -> str:
         """The system prompt: known fields replaced, everything else byte for byte."""
         d = get_dialect(dialect)
         values = {
@@ -197,7 +198,7 @@ BUILTIN_TEMPLATE = PromptTemplate(_BUILTIN_TEXT, name="builtin")
 
 def render_messages(question: str, *, template: PromptTemplate | None = None,
                     date: DateLike, dialect: str | Dialect = "card",
-                    max_code_blocks: int = 32) -> list[dict[str, str]]:
+                    max_code_blocks: int = CARD.max_code_blocks) -> list[dict[str, str]]:
     """Chat messages for one question: the rendered system prompt, then the question."""
     tpl = template if template is not None else BUILTIN_TEMPLATE
     system = tpl.render(date=date, dialect=dialect, max_code_blocks=max_code_blocks)

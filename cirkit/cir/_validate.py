@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ._card import CARD
 from ._dialect import DIALECTS, TOOLS, Dialect, get_dialect
 from ._format import (
     _CODE_OPEN_RE,
@@ -334,7 +335,7 @@ def detect_dialect(text: str) -> DetectedDialect | None:
     return _dialect_of(_tool_calls(parse(text), None))
 
 
-def validate(text: str, *, finished: bool = True, max_code_blocks: int = 32,
+def validate(text: str, *, finished: bool = True, max_code_blocks: int = CARD.max_code_blocks,
              dialect: str | Dialect | None = None) -> list[Problem]:
     """Every problem in ``text``, sorted by offset.
 

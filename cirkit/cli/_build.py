@@ -17,9 +17,14 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from ..cir import DIALECTS
+from ..datasets import RLOptions, SFTOptions
+from ._errors import Group
+
 __all__ = ["build"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+_SFT, _RL = SFTOptions(), RLOptions()  # every default below is theirs
 
 
 def _common(f: F) -> F:
@@ -29,14 +34,14 @@ def _common(f: F) -> F:
                      help="Local model directory with tokenizer.json and the chat template."),
         click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
                      help="Output folder (data/ shards, README.md, build.json, report.json)."),
-        click.option("--split", default="train", show_default=True),
-        click.option("--shard-rows", default=50_000, show_default=True,
+        click.option("--split", default=_SFT.split, show_default=True),
+        click.option("--shard-rows", default=_SFT.shard_rows, show_default=True,
                      type=click.IntRange(min=1), help="Rows per parquet shard."),
-        click.option("--license", "license_", default="other", show_default=True,
+        click.option("--license", "license_", default=_SFT.license, show_default=True,
                      help="License field of the dataset card."),
-        click.option("--date", default="2025-08-01", show_default=True,
+        click.option("--date", default=_SFT.date, show_default=True,
                      help="The date the system prompt states (when a prompt is rendered)."),
-        click.option("--dialect", type=click.Choice(["card", "demo"]), default="card",
+        click.option("--dialect", type=click.Choice(sorted(DIALECTS)), default=_SFT.dialect,
                      show_default=True),
         click.option("--template", type=click.Path(exists=True, dir_okay=False,
                                                     path_type=Path),
@@ -68,7 +73,7 @@ def _done(result: Any) -> None:
                   style="yellow")
 
 
-@click.group()
+@click.group(cls=Group)
 def build() -> None:
     """Build datasets: SFT rows for TRL, RL prompts for verl."""
 
@@ -77,10 +82,10 @@ def build() -> None:
 @click.argument("inputs", nargs=-1, required=True,
                 type=click.Path(exists=True, path_type=Path))
 @_common
-@click.option("--max-tokens", default=26000, show_default=True, type=click.IntRange(min=1),
-              help="Drop rows with more tokens (prompt + response).")
-@click.option("--max-code-blocks", default=32, show_default=True, type=click.IntRange(min=0),
-              help="Drop traces with more code blocks.")
+@click.option("--max-tokens", default=_SFT.max_tokens, show_default=True,
+              type=click.IntRange(min=1), help="Drop rows with more tokens (prompt + response).")
+@click.option("--max-code-blocks", default=_SFT.max_code_blocks, show_default=True,
+              type=click.IntRange(min=0), help="Drop traces with more code blocks.")
 @click.option("--require-correct", is_flag=True,
               help="Keep only correct rows: a judge/correct column, else exact match of the "
                    "normalised final answer with the ground truth.")
@@ -92,8 +97,7 @@ def sft(inputs: tuple[Path, ...], tokenizer: str, out: Path, split: str, shard_r
         train_on_observations: bool) -> None:
     """SFT rows from INPUTS: rollout directories, trajectory JSONL/parquet, or text-only
     traces (messages, or prompt/question + response/completion)."""
-    from ..datasets import BuildTokenizer, SFTOptions, build_sft
-    from ..datasets._io import discover_inputs
+    from ..datasets import BuildTokenizer, build_sft, discover_inputs
 
     opts = SFTOptions(max_tokens=max_tokens, max_code_blocks=max_code_blocks,
                       require_correct=require_correct,
@@ -117,23 +121,23 @@ def sft(inputs: tuple[Path, ...], tokenizer: str, out: Path, split: str, shard_r
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Evaluation set (JSONL/CSV/TSV/parquet, e.g. SimpleQA's or Frames' file as "
                    "published) whose questions are removed; repeat.")
-@click.option("--max-tokens", "--max-prompt-tokens", "max_tokens", default=3000,
+@click.option("--max-tokens", "--max-prompt-tokens", "max_tokens", default=_RL.max_prompt_tokens,
               show_default=True, type=click.IntRange(min=1),
               help="Drop prompts longer than this (verl's max_prompt_length).")
-@click.option("--max-response-tokens", default=16384, show_default=True,
+@click.option("--max-response-tokens", default=_RL.max_response_tokens, show_default=True,
               help="Recorded in the card (verl's max_response_length).")
-@click.option("--max-total-tokens", default=32768, show_default=True,
+@click.option("--max-total-tokens", default=_RL.max_total_tokens, show_default=True,
               help="Recorded in the card.")
-@click.option("--max-code-blocks", default=32, show_default=True,
+@click.option("--max-code-blocks", default=_RL.max_code_blocks, show_default=True,
               help="The block budget the system prompt states.")
-@click.option("--ability", default="search", show_default=True)
+@click.option("--ability", default=_RL.ability, show_default=True)
 def rl(questions: tuple[Path, ...], tokenizer: str, out: Path, split: str, shard_rows: int,
        license_: str, date: str, dialect: str, template: Path | None, reject: Path | None,
        exclude_eval: tuple[Path, ...], max_tokens: int, max_response_tokens: int,
        max_total_tokens: int, max_code_blocks: int, ability: str) -> None:
     """verl RL rows from QUESTIONS (JSONL/CSV/TSV/parquet with a question and a ground truth;
     SimpleQA, Frames, Search-R1 and verl files as published)."""
-    from ..datasets import BuildTokenizer, RLOptions, build_rl
+    from ..datasets import BuildTokenizer, build_rl
 
     opts = RLOptions(max_prompt_tokens=max_tokens, max_response_tokens=max_response_tokens,
                      max_total_tokens=max_total_tokens, max_code_blocks=max_code_blocks,

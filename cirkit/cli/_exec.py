@@ -14,11 +14,11 @@ from typing import Any
 
 import click
 
-from recorders import SEARCH, VISIT, Mode, Recorder
+from recorders import Mode, Recorder
 
-from ..cir import START_CODE, parse, wrap_observation
+from ..cir import CARD, START_CODE, parse, wrap_observation
 from ..sandbox import ExecResult, Limits, MiB, Sandbox
-from ._options import backend_option, build_recorder, corpus_option, mode_option, store_option
+from ._options import RecorderOptions, recorder_options
 
 __all__ = ["exec_cmd"]
 
@@ -57,11 +57,7 @@ async def _run(code: str, rec: Recorder, limits: Limits,
 
 @click.command("exec")
 @click.argument("block", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
-@store_option
-@mode_option("auto")
-@backend_option(SEARCH)
-@backend_option(VISIT, flag="--visit-backend")
-@corpus_option
+@recorder_options()
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=10.0,
               show_default=True, help="Wall time in seconds (tool calls excluded).")
 @click.option("--memory-mb", type=click.IntRange(min=32), default=4096, show_default=True,
@@ -72,28 +68,25 @@ async def _run(code: str, rec: Recorder, limits: Limits,
               help="The model's tokenizer (a model directory, its tokenizer.json, or a model id "
                    "in the local Hugging Face cache) to cut the observation to "
                    "--max-tokens; without it nothing is cut.")
-@click.option("--max-tokens", type=click.IntRange(min=1), default=3000, show_default=True)
+@click.option("--max-tokens", type=click.IntRange(min=1), default=CARD.max_observation_tokens,
+              show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
 @click.option("-v", "--verbose", is_flag=True,
               help="Also print the isolation in force, the error reason and the tool calls.")
-def exec_cmd(block: Path, store: Path | None, mode: Mode, search_backend: str,
-             visit_backend: str, corpus: Path | None, timeout: float, memory_mb: int,
+def exec_cmd(block: Path, recorder: RecorderOptions, timeout: float, memory_mb: int,
              isolation: str, tokenizer: str | None, max_tokens: int, as_json: bool,
              verbose: bool) -> None:
     """Run the Python code block BLOCK (a file, or - for stdin) in the sandbox and print
     the observation the model would get."""
     ctx = click.get_current_context()
-    if store is None and ctx.get_parameter_source("mode") is click.core.ParameterSource.DEFAULT:
+    mode = recorder.mode
+    if recorder.store is None and \
+            ctx.get_parameter_source("mode") is click.core.ParameterSource.DEFAULT:
         mode = Mode.OFF  # no store given: answer tool calls live from the local backends
     text = sys.stdin.read() if str(block) == "-" else _read(block)
-    rec = build_recorder(store=store, mode=mode, search_backend=search_backend,
-                         visit_backend=visit_backend, corpus=corpus)
     limits = Limits(wall_time_s=timeout, memory_bytes=memory_mb * MiB)
-    try:
+    with recorder.open(mode=mode) as rec:
         result, info = asyncio.run(_run(_code_of(text), rec, limits, isolation))
-    finally:
-        if rec.store is not None:
-            rec.store.close()
     observation = _observation(result, tokenizer, max_tokens)
     if as_json:
         click.echo(json.dumps({

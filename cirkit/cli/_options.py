@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -121,13 +122,17 @@ class RecorderOptions:
     corpus: Path | None
     llm_mode: Mode | None = None
 
-    def recorder(self, *, tools: tuple[str, ...] = (SEARCH, VISIT), mode: Mode | None = None,
-                 readonly: bool | None = None) -> Recorder:
-        """The tools' Recorder (see ``build_recorder``); ``mode`` overrides the tools mode."""
-        return build_recorder(store=self.store, mode=mode or self.mode,
-                              search_backend=self.search_backend,
-                              visit_backend=self.visit_backend, corpus=self.corpus,
-                              tools=tools, readonly=readonly)
+    @contextlib.contextmanager
+    def open(self, *, tools: tuple[str, ...] = (SEARCH, VISIT), mode: Mode | None = None,
+             readonly: bool | None = None) -> Iterator[Recorder]:
+        """The tools' Recorder (see ``build_recorder``), its store closed on the way out;
+        ``mode`` overrides the tools mode."""
+        rec = build_recorder(store=self.store, mode=mode or self.mode,
+                             search_backend=self.search_backend,
+                             visit_backend=self.visit_backend, corpus=self.corpus,
+                             tools=tools, readonly=readonly)
+        with rec.store if rec.store is not None else contextlib.nullcontext():
+            yield rec
 
 
 def recorder_options(*, tools: Sequence[str] = (SEARCH, VISIT), default_mode: str = "auto",

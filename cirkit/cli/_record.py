@@ -10,10 +10,10 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from recorders import SEARCH, VISIT, Mode, Recorder, RecordersError
+from recorders import Recorder, RecordersError
 
 from ..inputs import read_calls
-from ._options import backend_option, build_recorder, corpus_option, mode_option, store_option
+from ._options import RecorderOptions, recorder_options
 
 __all__ = ["record"]
 
@@ -39,16 +39,12 @@ async def _record_all(rec: Recorder, calls: list[tuple[str, dict[str, Any]]], co
 
 @click.command()
 @click.argument("calls_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@store_option
-@mode_option("auto")
-@backend_option(SEARCH)
-@backend_option(VISIT, flag="--visit-backend")
-@corpus_option
+@recorder_options()
 @click.option("-n", "--num-results", default=5, show_default=True, type=click.IntRange(min=1),
               help="Hits per search when a line gives none.")
 @click.option("-j", "--concurrency", default=8, show_default=True, type=click.IntRange(1, 256))
-def record(calls_file: Path, store: Path | None, mode: Mode, search_backend: str,
-           visit_backend: str, corpus: Path | None, num_results: int, concurrency: int) -> None:
+def record(calls_file: Path, recorder: RecorderOptions, num_results: int,
+           concurrency: int) -> None:
     """Record every call in CALLS_FILE into the store.
 
     CALLS_FILE is JSONL: {"query": ..., "num_results"?} or {"url": ...} per line, optionally
@@ -57,19 +53,14 @@ def record(calls_file: Path, store: Path | None, mode: Mode, search_backend: str
 
     Mode auto (the default) skips calls already recorded, so an interrupted run resumes where it
     stopped; --mode record re-asks everything."""
-    if store is None:
+    if recorder.store is None:
         raise click.UsageError("record needs --store DIR (or CIRKIT_STORE)")
     calls = read_calls(calls_file, num_results=num_results)
-    rec = build_recorder(store=store, mode=mode, search_backend=search_backend,
-                         visit_backend=visit_backend, corpus=corpus)
     console = Console(stderr=True)
-    try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=console) as progress:
-            failures = asyncio.run(_record_all(rec, calls, concurrency, progress))
-    finally:
-        assert rec.store is not None
-        rec.store.close()
+    with recorder.open() as rec, Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), console=console) as progress:
+        failures = asyncio.run(_record_all(rec, calls, concurrency, progress))
     c = rec.counts
     console.print(f"{len(calls)} calls: {c['recorded']} recorded, {c['replayed']} already in the "
                   f"store, {len(failures)} failed")

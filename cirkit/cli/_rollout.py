@@ -10,17 +10,17 @@ from rich.console import Console
 
 from recorders import Mode, Recorder
 
+from ..cir import DEFAULT_DATE, DIALECTS
 from ..errors import CirkitError
-from ._options import backend_option, build_recorder, corpus_option, store_option
+from ..llm import Sampling
+from ..rollout import RolloutConfig, RolloutLimits
+from ._options import RecorderOptions, recorder_options
 
 __all__ = ["rollout"]
 
-
-def _mode(ctx: click.Context, param: click.Parameter, value: str) -> Mode:
-    try:
-        return Mode.parse(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None
+# Every default below is the library's own.
+_LIMITS, _SAMPLING = RolloutLimits(), Sampling()
+_CONFIG = RolloutConfig(model="", date=DEFAULT_DATE)
 
 
 @click.command()
@@ -35,33 +35,29 @@ def _mode(ctx: click.Context, param: click.Parameter, value: str) -> Mode:
 @click.option("--samples", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=0, show_default=True,
               help="Base seed; each request derives its own.")
-@click.option("--temperature", default=1.0, show_default=True)
-@click.option("--top-p", default=1.0, show_default=True)
-@click.option("--top-k", default=-1, show_default=True)
-@click.option("--max-tokens", default=16384, show_default=True, help="Per request.")
-@click.option("--max-code-blocks", default=32, show_default=True)
-@click.option("--max-observation-tokens", default=3000, show_default=True)
-@click.option("--max-response-tokens", default=16384, show_default=True)
-@click.option("--max-total-tokens", default=32768, show_default=True)
-@click.option("--date", default="2025-08-01", show_default=True,
+@click.option("--temperature", default=_SAMPLING.temperature, show_default=True)
+@click.option("--top-p", default=_SAMPLING.top_p, show_default=True)
+@click.option("--top-k", default=_SAMPLING.top_k, show_default=True)
+@click.option("--max-tokens", default=_SAMPLING.max_tokens, show_default=True, help="Per request.")
+@click.option("--max-code-blocks", default=_LIMITS.max_code_blocks, show_default=True)
+@click.option("--max-observation-tokens", default=_LIMITS.max_observation_tokens,
+              show_default=True)
+@click.option("--max-response-tokens", default=_LIMITS.max_response_tokens, show_default=True)
+@click.option("--max-total-tokens", default=_LIMITS.max_total_tokens, show_default=True)
+@click.option("--date", default=_CONFIG.date, show_default=True,
               help="The date the system prompt states (an input, never the clock).")
-@click.option("--dialect", type=click.Choice(["card", "demo"]), default="card", show_default=True)
+@click.option("--dialect", type=click.Choice(sorted(DIALECTS)), default=_CONFIG.dialect,
+              show_default=True)
 @click.option("--template", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="System prompt template file [default: built-in].")
 @click.option("--demo-error-hint", is_flag=True,
               help="Replace a failed block's output by the demo's fixed hint.")
-@store_option
-@click.option("--tools-mode", default="auto", show_default=True, callback=_mode,
-              help="Mode for web tools and code runs.")
-@click.option("--llm-mode", default="auto", show_default=True, callback=_mode,
-              help="Mode for model completions (replay needs no server).")
-@backend_option("web_search")
-@backend_option("web_visit", flag="--visit-backend")
-@corpus_option
+@recorder_options(llm=True)
 @click.option("-j", "--concurrency", default=32, show_default=True, type=click.IntRange(1))
 @click.option("--workers", default=None, type=click.IntRange(1),
               help="Sandbox workers (blocks running at once) [default: CPUs + 1].")
-@click.option("--block-timeout", default=10.0, show_default=True)
+@click.option("--block-timeout", default=_CONFIG.block_timeout, show_default=True,
+              type=click.FloatRange(min=0, min_open=True))
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "parquet"]), default="jsonl",
               show_default=True)
 @click.option("--shard-size", default=1000, show_default=True, type=click.IntRange(1))
@@ -69,8 +65,7 @@ def rollout(questions: Path, out: Path, model: str, base_urls: tuple[str, ...],
             tokenizer: str | None, samples: int, seed: int, temperature: float, top_p: float,
             top_k: int, max_tokens: int, max_code_blocks: int, max_observation_tokens: int,
             max_response_tokens: int, max_total_tokens: int, date: str, dialect: str,
-            template: Path | None, demo_error_hint: bool, store: Path | None, tools_mode: Mode,
-            llm_mode: Mode, search_backend: str, visit_backend: str, corpus: Path | None,
+            template: Path | None, demo_error_hint: bool, recorder: RecorderOptions,
             concurrency: int, workers: int | None, block_timeout: float, fmt: str,
             shard_size: int) -> None:
     """Run SAMPLES rollouts per question of QUESTIONS (JSONL/CSV/TSV/parquet) into --out.
@@ -78,11 +73,12 @@ def rollout(questions: Path, out: Path, model: str, base_urls: tuple[str, ...],
     With --tools-mode replay --llm-mode replay a run needs no server and no network, and gives
     byte-identical output."""
     from ..cir import PromptTemplate
-    from ..llm import Sampling
-    from ..rollout import RolloutConfig, RolloutJob, RolloutLimits, load_questions, run_job
+    from ..rollout import RolloutJob, load_questions, run_job
     from ..tokenizer import ModelTokenizer
 
-    if store is None and (tools_mode is not Mode.OFF or llm_mode is not Mode.OFF):
+    tools_mode = recorder.mode
+    llm_mode = recorder.llm_mode or tools_mode
+    if recorder.store is None and (tools_mode is not Mode.OFF or llm_mode is not Mode.OFF):
         raise click.UsageError("give --store DIR (or use --tools-mode off --llm-mode off)")
     if llm_mode is not Mode.REPLAY and not base_urls:
         raise click.UsageError("give --base-url (a server), or --llm-mode replay")
@@ -95,19 +91,14 @@ def rollout(questions: Path, out: Path, model: str, base_urls: tuple[str, ...],
         limits=RolloutLimits(max_code_blocks, max_observation_tokens, max_response_tokens,
                              max_total_tokens),
         demo_error_hint=demo_error_hint, block_timeout=block_timeout)
-    tools = build_recorder(store=store, mode=tools_mode, search_backend=search_backend,
-                           visit_backend=visit_backend, corpus=corpus,
-                           readonly=tools_mode is Mode.REPLAY and llm_mode is Mode.REPLAY)
+    tok = ModelTokenizer(tokenizer or model)
     console = Console(stderr=True)
-    job = RolloutJob(questions=qs, out=out, cfg=cfg, tok=ModelTokenizer(tokenizer or model),
-                     tools=tools, llm=Recorder(tools.store, mode=llm_mode), base_urls=base_urls,
-                     samples=samples, concurrency=concurrency, workers=workers, fmt=fmt,
-                     shard_size=shard_size, source=questions.name)
-    try:
+    with recorder.open(readonly=tools_mode is Mode.REPLAY and llm_mode is Mode.REPLAY) as tools:
+        job = RolloutJob(questions=qs, out=out, cfg=cfg, tok=tok, tools=tools,
+                         llm=Recorder(tools.store, mode=llm_mode), base_urls=base_urls,
+                         samples=samples, concurrency=concurrency, workers=workers, fmt=fmt,
+                         shard_size=shard_size, source=questions.name)
         stats, manifest = run_job(job, console=console)
-    finally:
-        if tools.store is not None:
-            tools.store.close()
     el = max(stats.seconds, 1e-9)
     console.print(f"{stats.done} rollouts in {stats.seconds:.1f} s ({stats.done / el:.2f}/s, "
                   f"{stats.generated_tokens / el:.0f} generated tok/s); {stats.skipped} "

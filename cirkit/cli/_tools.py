@@ -22,12 +22,8 @@ def tools() -> None:
 
 
 def _run(tool: str, args: dict[str, Any], *, as_json: bool, recorder: RecorderOptions) -> None:
-    rec = recorder.recorder(tools=(tool,))
-    try:
+    with recorder.open(tools=(tool,)) as rec:
         result: ToolResult = asyncio.run(rec.call(tool, args))
-    finally:
-        if rec.store is not None:
-            rec.store.close()
     if as_json:
         click.echo(json.dumps({
             "tool": result.tool, "args": result.args, "key": result.key,

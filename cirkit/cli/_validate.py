@@ -16,7 +16,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from ..cir import PROBLEM_CODES, Problem, is_valid
+from ..cir import CARD, DIALECTS, PROBLEM_CODES, Problem, is_valid
 from ..cir import validate as validate_trace
 from ..inputs import TraceField, read_traces
 
@@ -63,11 +63,12 @@ def _summary(traces: int, valid: int, malformed: int, unbuildable: Counter[str],
               help="Where the trace is: the last assistant message of messages, or a flat "
                    "row's response/completion/response_text/text (auto: messages when the row "
                    "has them, as cirkit build sft reads it).")
-@click.option("--max-code-blocks", default=32, show_default=True, type=click.IntRange(min=0),
+@click.option("--max-code-blocks", default=CARD.max_code_blocks, show_default=True,
+              type=click.IntRange(min=0),
               help="More code blocks than this is an error.")
 @click.option("--unfinished", is_flag=True,
               help="Traces may stop mid-way (no </think>, last block without output).")
-@click.option("--dialect", type=click.Choice(["card", "demo"]), default=None,
+@click.option("--dialect", type=click.Choice(sorted(DIALECTS)), default=None,
               help="Warn about tool names of the other dialect.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per trace, no table.")
 def validate(path: str, field: str, max_code_blocks: int, unfinished: bool,

@@ -2,16 +2,27 @@
 
 Every builder is a funnel of named filters whose report says where each input row went; the
 same inputs give byte-identical parquet shards and the same fingerprint.
+
+The builders load pyarrow and polars; they are imported on first use, so that the options
+(``SFTOptions``, ``RLOptions``) cost nothing to import (the command line's defaults).
 """
 
-from ._common import BUILD_FORMAT_VERSION, BuildResult
-from ._filters import Filter, FilterStats, Funnel, RejectSink, Verdict, normalize_answer
-from ._io import fingerprint
-from ._report import rich_report
-from ._rl import RLOptions, build_rl, load_eval_questions, rl_schema
-from ._rows import SFTRow
-from ._sft import SFT_SCHEMA, SFTOptions, build_sft
-from ._tokenize import IGNORE_INDEX, BuildTokenizer, split_pieces
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._options import RLOptions, SFTOptions
+
+if TYPE_CHECKING:
+    from ._common import BUILD_FORMAT_VERSION, BuildResult
+    from ._filters import Filter, FilterStats, Funnel, RejectSink, Verdict, normalize_answer
+    from ._io import discover_inputs, fingerprint
+    from ._report import rich_report
+    from ._rl import build_rl, load_eval_questions, rl_schema
+    from ._rows import SFTRow
+    from ._sft import SFT_SCHEMA, build_sft
+    from ._tokenize import IGNORE_INDEX, BuildTokenizer, split_pieces
 
 __all__ = [
     "BUILD_FORMAT_VERSION",
@@ -29,6 +40,7 @@ __all__ = [
     "Verdict",
     "build_rl",
     "build_sft",
+    "discover_inputs",
     "fingerprint",
     "load_eval_questions",
     "normalize_answer",
@@ -36,3 +48,22 @@ __all__ = [
     "rl_schema",
     "split_pieces",
 ]
+
+_LAZY = {
+    "BUILD_FORMAT_VERSION": "._common", "BuildResult": "._common", "Filter": "._filters",
+    "FilterStats": "._filters", "Funnel": "._filters", "RejectSink": "._filters",
+    "Verdict": "._filters", "normalize_answer": "._filters", "fingerprint": "._io",
+    "discover_inputs": "._io",
+    "rich_report": "._report", "build_rl": "._rl", "load_eval_questions": "._rl",
+    "rl_schema": "._rl", "SFTRow": "._rows", "SFT_SCHEMA": "._sft", "build_sft": "._sft",
+    "IGNORE_INDEX": "._tokenize", "BuildTokenizer": "._tokenize", "split_pieces": "._tokenize",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value

@@ -23,11 +23,12 @@ from ..inputs import Question, read_questions
 from ._common import BuildResult, Plot, finish_build, load_template, prompt_info, tokenizer_info
 from ._filters import Filter, Funnel, RejectSink, Verdict, normalize_answer
 from ._io import ShardWriter
+from ._options import RLOptions
 from ._report import LengthStats, summarize_lengths
 from ._rows import PromptContext
 from ._tokenize import BuildTokenizer
 
-__all__ = ["RLOptions", "RLRow", "build_rl", "load_eval_questions", "rl_schema"]
+__all__ = ["RLRow", "build_rl", "load_eval_questions", "rl_schema"]
 
 Progress = Callable[[int], None]
 _MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
@@ -49,28 +50,6 @@ data.max_response_length={max_response}
 model's chat template itself. The reward function gets `data_source` and
 `reward_model["ground_truth"]`.
 """
-
-
-@dataclass(slots=True, frozen=True)
-class RLOptions:
-    """Limits (the card's RL settings), exclusions and output layout of an RL build."""
-
-    max_prompt_tokens: int = 3000
-    max_response_tokens: int = 16384
-    max_total_tokens: int = 32768
-    max_code_blocks: int = 32
-    exclude_eval: tuple[Path, ...] = ()
-    ability: str = "search"
-    reject: Path | None = None
-    split: str = "train"
-    shard_rows: int = 50_000
-    row_group_rows: int = 1000
-    license: str = "other"
-    date: str = "2025-08-01"
-    dialect: str = "card"
-    template: Path | None = None
-    chunk_rows: int = 10_000
-    title: str = "CIR RL prompts"
 
 
 @dataclass(slots=True)

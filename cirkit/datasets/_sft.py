@@ -28,12 +28,13 @@ from ..inputs import read_trace_blocks
 from ._common import BuildResult, Plot, finish_build, load_template, prompt_info, tokenizer_info
 from ._filters import Funnel, RejectSink
 from ._io import InputFile, ShardWriter, discover_inputs, iter_frames, prefetch
+from ._options import SFTOptions
 from ._report import LengthStats, code_block_counts, summarize_lengths
 from ._rows import PromptContext, SFTRow, row_from_trace, rows_from_frame
 from ._sft_filters import sft_filters
 from ._tokenize import BuildTokenizer, join_ids, split_pieces
 
-__all__ = ["SFT_SCHEMA", "SFTOptions", "build_sft"]
+__all__ = ["SFT_SCHEMA", "build_sft"]
 
 Progress = Callable[[int], None]
 _MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
@@ -70,26 +71,6 @@ tokenizes itself. The `messages` column holds the same conversation as text (sys
 one assistant turn with the whole CIR trace) for trainers that apply the chat template
 themselves.
 """
-
-
-@dataclass(slots=True, frozen=True)
-class SFTOptions:
-    """Filters, limits and output layout of an SFT build (the card's SFT defaults)."""
-
-    max_tokens: int = 26000
-    max_code_blocks: int = 32
-    require_correct: bool = False
-    train_on_observations: bool = False
-    reject: Path | None = None
-    split: str = "train"
-    shard_rows: int = 50_000
-    row_group_rows: int = 1000
-    license: str = "other"
-    date: str = "2025-08-01"
-    dialect: str = "card"
-    template: Path | None = None
-    block_bytes: int = 32 << 20
-    title: str = "CIR SFT dataset"
 
 
 @dataclass(slots=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..cir import CARD
+
 __all__ = ["Completion", "CompletionClient", "Sampling"]
 
 
@@ -20,7 +22,7 @@ class Sampling:
     top_p: float = 1.0
     top_k: int = -1
     seed: int | None = None
-    max_tokens: int = 16384
+    max_tokens: int = CARD.max_response_tokens
 
     def to_json(self) -> dict[str, Any]:
         return {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k,

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from ..cir import (
     BUILTIN_TEMPLATE,
+    CARD,
     END_CODE,
     STOP,
     PromptTemplate,
@@ -45,10 +46,10 @@ class Generate(Protocol):
 class RolloutLimits:
     """The card's RL limits; observations count against both token limits."""
 
-    max_code_blocks: int = 32
-    max_observation_tokens: int = 3000
-    max_response_tokens: int = 16384
-    max_total_tokens: int = 32768
+    max_code_blocks: int = CARD.max_code_blocks
+    max_observation_tokens: int = CARD.max_observation_tokens
+    max_response_tokens: int = CARD.max_response_tokens
+    max_total_tokens: int = CARD.max_total_tokens
 
 
 @dataclass(slots=True, frozen=True)

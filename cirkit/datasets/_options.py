@@ -1,0 +1,57 @@
+"""What a build is asked to do: the options of ``build_sft`` and ``build_rl``.
+
+A module of its own, with nothing heavy imported, so that the command line takes its defaults
+from these dataclasses without loading pyarrow and polars.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..cir import CARD, DEFAULT_DATE
+
+__all__ = ["RLOptions", "SFTOptions"]
+
+
+@dataclass(slots=True, frozen=True)
+class SFTOptions:
+    """Filters, limits and output layout of an SFT build (the card's SFT defaults)."""
+
+    max_tokens: int = CARD.sft_max_tokens
+    max_code_blocks: int = CARD.max_code_blocks
+    require_correct: bool = False
+    train_on_observations: bool = False
+    reject: Path | None = None
+    split: str = "train"
+    shard_rows: int = 50_000
+    row_group_rows: int = 1000
+    license: str = "other"
+    date: str = DEFAULT_DATE
+    dialect: str = "card"
+    template: Path | None = None
+    block_bytes: int = 32 << 20
+    title: str = "CIR SFT dataset"
+
+
+
+@dataclass(slots=True, frozen=True)
+class RLOptions:
+    """Limits (the card's RL settings), exclusions and output layout of an RL build."""
+
+    max_prompt_tokens: int = CARD.max_prompt_tokens
+    max_response_tokens: int = CARD.max_response_tokens
+    max_total_tokens: int = CARD.max_total_tokens
+    max_code_blocks: int = CARD.max_code_blocks
+    exclude_eval: tuple[Path, ...] = ()
+    ability: str = "search"
+    reject: Path | None = None
+    split: str = "train"
+    shard_rows: int = 50_000
+    row_group_rows: int = 1000
+    license: str = "other"
+    date: str = DEFAULT_DATE
+    dialect: str = "card"
+    template: Path | None = None
+    chunk_rows: int = 10_000
+    title: str = "CIR RL prompts"
