@@ -218,15 +218,14 @@ class Recorder:
         self, tool: str, key: str, norm: dict[str, Any], *, count: bool = True
     ) -> ToolResult | None:
         assert self.store is not None
-        loaded = self.store.load_json(key)
+        loaded = self.store.load(key)
         if loaded is None:
             return None
         entry, blob = loaded
         data = json_loads(blob)["data"]
         if count:
             self.counts["replayed"] += 1
-        return self._result(tool, key, norm, data, entry.get("status", "ok"), entry["backend"],
-                            True)
+        return self._result(tool, key, norm, data, entry.status, entry.backend, True)
 
     def _result(
         self, tool: str, key: str, norm: dict[str, Any], data: dict[str, Any], status: str,
