@@ -68,17 +68,10 @@ class ReadOnlyIndex:
             raise StoreError(f"reading the store index failed: {e}") from None
 
     def get(self, key: str) -> Any:
-        if self._lock is not None:  # the hot path of replay skips _rows' call (0.1 us)
-            rows = self._rows(_GET, (key,))
-            row = rows[0] if rows else None
-        else:
-            try:
-                row = self._con.execute(_GET, (key,)).fetchone()
-            except sqlite3.Error as e:
-                raise StoreError(f"reading the store index failed: {e}") from None
-        if row is None:
+        rows = self._rows(_GET, (key,))
+        if not rows:
             return None
-        mode, filename, value = row
+        mode, filename, value = rows[0]
         return self._fetch(mode, filename, value, False)
 
     def __contains__(self, key: object) -> bool:
