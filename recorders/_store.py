@@ -33,7 +33,6 @@ __all__ = ["ENTRY_VERSION", "STORE_VERSION", "Entry", "Near", "Store", "StoreInf
 STORE_VERSION = 1
 ENTRY_VERSION = 1
 _MARKER = "store.json"
-_MODE_RAW = diskcache.core.MODE_RAW  # a value held in its index row (diskcache's term)
 
 
 class _JSONDisk(diskcache.Disk):  # type: ignore[misc]
@@ -50,8 +49,6 @@ class _JSONDisk(diskcache.Disk):  # type: ignore[misc]
         return super().store(json.dumps(value, sort_keys=True, ensure_ascii=False), read, key)
 
     def fetch(self, mode: int, filename: str, value: Any, read: bool) -> Any:
-        if mode == _MODE_RAW and type(value) is str:
-            return json_loads(value)  # an entry held in its row: the common case
         return json_loads(super().fetch(mode, filename, value, read))
 
 
