@@ -53,8 +53,6 @@ _SECRET_PARAMS = re.compile(
 )
 REDACTED = "REDACTED"
 
-# How the canonical encoder (ensure_ascii=False) writes a string.
-_encode_str = json.encoder.encode_basestring
 # One encoder, built once: json.dumps with non-default options builds a new one on every call.
 _CANONICAL = json.JSONEncoder(
     sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False
@@ -142,13 +140,4 @@ def normalise_args(tool: str, args: Mapping[str, Any]) -> dict[str, Any]:
 def make_key(tool: str, args: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """(key, normalised args) for a call."""
     norm = normalise_args(tool, args)
-    if tool == SEARCH:  # the replay hot path: the canonical document written out (2 us less)
-        return sha256_hex(_search_document(norm["query"], norm["num_results"])), norm
     return sha256_hex(canonical_json({"tool": tool, "args": norm})), norm
-
-
-def _search_document(query: str, num_results: int) -> bytes:
-    """``canonical_json({"tool": SEARCH, "args": {"query", "num_results"}})``, byte for byte
-    (a property test holds the two equal)."""
-    return (f'{{"args":{{"num_results":{int.__repr__(num_results)},"query":'
-            f'{_encode_str(query)}}},"tool":"{SEARCH}"}}').encode()
