@@ -143,10 +143,11 @@ class Recorder:
         return await self._fetch_once(tool, key, norm, fetch, backend, secrets)
 
     def _track(self, tool: str, key: str, norm: dict[str, Any]) -> ToolResult | None:
-        """Note the key as used; in replay and auto, the stored answer if there is one (the
-        hot path: served at once, with no await, no closure and no single-flight)."""
+        """Note the key as used; the stored answer if the mode reads the store first (replay,
+        auto, and rewrite for a key already rewritten) and it has one. Every stored answer is
+        served here, at once: no await, no closure, no single-flight."""
         self._used.setdefault(key)
-        if self._store_first:
+        if self._store_first or key in self._rewritten:
             return self._replay(tool, key, norm)
         return None
 
@@ -154,7 +155,8 @@ class Recorder:
         self, tool: str, key: str, norm: dict[str, Any], fetch: Fetch, backend: str,
         secrets: tuple[str, ...],
     ) -> ToolResult:
-        """Serve a call the store did not answer; concurrent calls of one key share it."""
+        """Serve a call the store did not answer (``_track`` looked, and nothing awaited
+        since); concurrent calls of one key share it."""
         pending = self._inflight.get(key)
         if pending is not None:
             return await asyncio.shield(pending)
@@ -178,12 +180,8 @@ class Recorder:
         secrets: tuple[str, ...],
     ) -> ToolResult:
         mode = self._mode
-        if mode in (Mode.REPLAY, Mode.AUTO) or (mode is Mode.REWRITE and key in self._rewritten):
-            hit = self._replay(tool, key, norm)
-            if hit is not None:
-                return hit
-            if mode is Mode.REPLAY:
-                raise self._miss(tool, key, norm)
+        if mode is Mode.REPLAY:
+            raise self._miss(tool, key, norm)
         started = time.perf_counter()
         resp = await fetch()
         latency_ms = round((time.perf_counter() - started) * 1000.0, 3)
