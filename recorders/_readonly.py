@@ -10,9 +10,11 @@ whose WAL is live (a writer has it open) is read ``mode=ro``, so recent entries 
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -56,13 +58,12 @@ class ReadOnlyIndex:
         self._fetch = fetch
         # SQLite built serialized (``sqlite3.threadsafety == 3``, the usual build) lets threads
         # share a connection, each query on its own cursor; with another build, they take turns.
-        self._lock = None if sqlite3.threadsafety == 3 else threading.Lock()
+        self._turns: AbstractContextManager[Any] = (
+            contextlib.nullcontext() if sqlite3.threadsafety == 3 else threading.Lock())
 
     def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         try:
-            if self._lock is None:
-                return self._con.execute(sql, args).fetchall()
-            with self._lock:
+            with self._turns:
                 return self._con.execute(sql, args).fetchall()
         except sqlite3.Error as e:
             raise StoreError(f"reading the store index failed: {e}") from None
