@@ -17,6 +17,8 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsp
 
 import orjson
 
+from ._errors import InvalidCallError
+
 __all__ = [
     "COMPLETION",
     "EXECUTION",
@@ -52,6 +54,7 @@ _SECRET_PARAMS = re.compile(
     re.IGNORECASE,
 )
 REDACTED = "REDACTED"
+
 
 # One encoder, built once: json.dumps with non-default options builds a new one on every call.
 _CANONICAL = json.JSONEncoder(
@@ -112,32 +115,71 @@ def normalise_url(url: str) -> str:
 
 
 def normalise_args(tool: str, args: Mapping[str, Any]) -> dict[str, Any]:
-    """The normalised arguments of a call; unknown tools are rejected."""
+    """The normalised arguments of a call. A call that cannot be made (unknown tool, missing or
+    ill-typed argument, empty or malformed URL) raises InvalidCallError."""
     if tool == SEARCH:
         query = args.get("query")
         if not isinstance(query, str):
-            raise ValueError("web_search needs a string 'query'")
+            raise InvalidCallError(f"web_search needs a string 'query', got {query!r}",
+                                   hint="pass the search query as a str")
         num = args.get("num_results", 5)
         if isinstance(num, bool) or not isinstance(num, int) or num < 1:
-            raise ValueError(f"web_search 'num_results' must be a positive int, got {num!r}")
+            raise InvalidCallError(
+                f"web_search 'num_results' must be a positive int, got {num!r}",
+                hint="pass num_results=5 (or any int from 1), or leave it out")
         return {"query": normalise_query(query), "num_results": num}
     if tool == VISIT:
         url = args.get("url")
         if not isinstance(url, str) or not url.strip():
-            raise ValueError("web_visit needs a non-empty string 'url'")
-        return {"url": normalise_url(url)}
+            raise InvalidCallError(f"web_visit needs a non-empty string 'url', got {url!r}",
+                                   hint=_URL_HINT)
+        try:
+            return {"url": normalise_url(url)}
+        except UnicodeEncodeError as e:
+            raise _not_unicode(tool, e) from None
+        except ValueError as e:  # urlsplit's: a bad IPv6 host or port
+            raise InvalidCallError(f"web_visit 'url' is not a valid URL ({e}): {url!r}",
+                                   hint=_URL_HINT) from None
     if tool == COMPLETION:
         if not isinstance(args.get("model"), str):
-            raise ValueError("a completion needs a string 'model'")
-        return dict(json_loads(canonical_json(dict(args))))  # a deep, JSON-only copy
+            raise InvalidCallError("a completion needs a string 'model'",
+                                   hint="pass the model's name as 'model'")
+        return dict(json_loads(_encode(tool, dict(args))))  # a deep, JSON-only copy
     if tool == EXECUTION:
         if not isinstance(args.get("code"), str):
-            raise ValueError("a code execution needs a string 'code'")
-        return dict(json_loads(canonical_json(dict(args))))
-    raise ValueError(f"unknown tool {tool!r}; valid tools: {', '.join(TOOLS)}")
+            raise InvalidCallError("a code execution needs a string 'code'",
+                                   hint="pass the block's source as 'code'")
+        return dict(json_loads(_encode(tool, dict(args))))
+    raise InvalidCallError(f"unknown tool {tool!r}; valid tools: {', '.join(TOOLS)}",
+                           hint=f"use one of {', '.join(TOOLS)}")
 
 
 def make_key(tool: str, args: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-    """(key, normalised args) for a call."""
+    """(key, normalised args) for a call; InvalidCallError for a call that cannot be made."""
     norm = normalise_args(tool, args)
-    return sha256_hex(canonical_json({"tool": tool, "args": norm})), norm
+    return hashlib.sha256(_encode(tool, {"tool": tool, "args": norm})).hexdigest(), norm
+
+
+_URL_HINT = "pass the full address of the page, e.g. https://en.wikipedia.org/wiki/Rembrandt"
+
+
+def _encode(tool: str, obj: Any) -> bytes:
+    """``canonical_json(obj)``, with a call's arguments that JSON cannot hold (text with a lone
+    surrogate, NaN, a set) reported as an InvalidCallError."""
+    try:
+        return canonical_json(obj)
+    except UnicodeEncodeError as e:
+        raise _not_unicode(tool, e) from None
+    except (TypeError, ValueError) as e:
+        raise InvalidCallError(
+            f"{tool} arguments are not JSON: {e}",
+            hint="pass only str, int, float, bool, None, lists and dicts") from None
+
+
+def _not_unicode(tool: str, e: UnicodeEncodeError) -> InvalidCallError:
+    bad = e.object[e.start:e.end]
+    return InvalidCallError(
+        f"{tool} arguments are not valid Unicode text: {bad!r} (a lone surrogate) cannot be "
+        "encoded as UTF-8",
+        hint="drop or replace the lone surrogate (decoding the source bytes with "
+             "errors='replace' does it)")

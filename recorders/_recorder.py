@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._canonical import SEARCH, VISIT, canonical_json, json_loads, make_key
-from ._errors import RecordersError, ReplayMissError
+from ._errors import InvalidCallError, RecordersError, ReplayMissError, StoreError
 from ._modes import Mode
 from ._render import RenderOptions, render
 from ._store import Entry, Store
@@ -63,11 +63,13 @@ class Recorder:
     ) -> None:
         self._mode = mode = Mode.parse(mode)
         if store is None and mode is not Mode.OFF:
-            raise RecordersError(f"mode {mode} needs a store", hint="pass a Store or use off")
+            raise RecordersError(f"mode {mode} needs a store", hint="pass a Store or use off",
+                                 setting="store")
         if store is not None and store.readonly and mode in (Mode.RECORD, Mode.AUTO,
                                                              Mode.REWRITE):
             raise RecordersError(f"mode {mode} records, but the store {store.path} was "
-                                 "opened read-only", hint="use replay, or open it writable")
+                                 "opened read-only", hint="use replay, or open it writable",
+                                 setting="mode")
         self._store_first = mode is Mode.REPLAY or mode is Mode.AUTO
         self.store = store
         self.backends: dict[str, Backend | None] = {SEARCH: search, VISIT: visit}
@@ -105,7 +107,8 @@ class Recorder:
     async def call(self, tool: str, args: Mapping[str, Any]) -> ToolResult:
         """A web tool call, answered by the store or by the tool's backend."""
         if tool not in self.backends:
-            raise ValueError(f"unknown tool {tool!r}; valid tools: {SEARCH}, {VISIT}")
+            raise InvalidCallError(f"unknown tool {tool!r}; valid tools: {SEARCH}, {VISIT}",
+                                   hint="answer other calls through Recorder.memo")
         key, norm = make_key(tool, args)
         hit = self._track(tool, key, norm)
         if hit is not None:
@@ -116,7 +119,8 @@ class Recorder:
             if backend is None:
                 raise RecordersError(
                     f"no {tool} backend is configured and the store cannot answer this call",
-                    hint="pass a backend (e.g. --backend local), or record the call first",
+                    hint=f"pass a {tool} backend (e.g. the local one), or record the call first",
+                    setting="backend",
                 )
             # The backend gets the caller's arguments (a URL with its own query intact), only
             # stripped; the key and the stored args are the normalised ones.
@@ -220,7 +224,15 @@ class Recorder:
         if loaded is None:
             return None
         entry, blob = loaded
-        data = json_loads(blob)["data"]
+        try:
+            data = json_loads(blob)["data"]
+            if type(data) is not dict:
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            raise StoreError(
+                f"index entry {key} names the blob {entry.blob}, which holds no recorded answer",
+                hint="re-record the call (mode record), or restore the store from a copy or a "
+                     "pack", setting="mode") from None
         if count:
             self.counts["replayed"] += 1
         return self._result(tool, key, norm, data, entry.status, entry.backend, True)
