@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
@@ -56,15 +56,33 @@ _SECRET_PARAMS = re.compile(
 REDACTED = "REDACTED"
 
 
-# One encoder, built once: json.dumps with non-default options builds a new one on every call.
-_CANONICAL = json.JSONEncoder(
-    sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False
-)
+
+def _not_json(o: Any) -> Any:
+    raise TypeError(f"Object of type {o.__class__.__name__} is not JSON serializable")
+
+
+def _canonical_encoder() -> Callable[[Any, int], list[str]]:
+    """The encoder ``json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"),
+    allow_nan=False).encode`` runs, built once: ``encode`` sets up a new one on every call
+    (half the cost of a key). It skips the circular-reference check (a cycle, which no JSON
+    document holds, raises RecursionError instead of ValueError); a test holds its output equal
+    to ``encode``'s."""
+    make = getattr(json.encoder, "c_make_encoder", None)  # not in the type stubs
+    if make is None:  # a Python without the _json accelerator
+        slow = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"),
+                                allow_nan=False)
+        return lambda obj, _level: [slow.encode(obj)]
+    encoder: Callable[[Any, int], list[str]] = make(
+        None, _not_json, json.encoder.encode_basestring, None, ":", ",", True, False, False)
+    return encoder
+
+
+_CANONICAL = _canonical_encoder()
 
 
 def canonical_json(obj: Any) -> bytes:
     """The one byte form of a JSON value: sorted keys, UTF-8, no whitespace."""
-    return _CANONICAL.encode(obj).encode("utf-8")
+    return "".join(_CANONICAL(obj, 0)).encode("utf-8")
 
 
 def json_loads(data: bytes | str) -> Any:

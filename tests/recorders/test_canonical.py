@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 
 import pytest
@@ -105,3 +106,31 @@ def test_unknown_tool_lists_the_valid_ones() -> None:
     with pytest.raises(ValueError, match="web_search, web_visit, completion, code_exec"):
         make_key("web_fetch", {"url": "x"})
 
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(st.characters(
+        exclude_categories=("Cs",))),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
+                                                                max_size=4),
+    max_leaves=20,
+)
+
+
+@given(_JSON)
+def test_canonical_json_is_the_json_encoders_output(value: object) -> None:
+    """canonical_json runs the standard library's encoder built once: the same bytes as
+    ``JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))`` (keys made
+    before depend on it)."""
+    encoder = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"),
+                               allow_nan=False)
+    assert canonical_json(value) == encoder.encode(value).encode("utf-8")
+
+
+def test_canonical_json_refuses_what_json_cannot_hold() -> None:
+    with pytest.raises(ValueError, match="Out of range float"):
+        canonical_json({"x": float("nan")})
+    with pytest.raises(TypeError, match="Object of type set is not JSON serializable"):
+        canonical_json({"x": {1}})
+    with pytest.raises(UnicodeEncodeError):
+        canonical_json("\ud800")
