@@ -134,7 +134,8 @@ def normalise_url(url: str) -> str:
 
 def normalise_args(tool: str, args: Mapping[str, Any]) -> dict[str, Any]:
     """The normalised arguments of a call. A call that cannot be made (unknown tool, missing or
-    ill-typed argument, empty or malformed URL) raises InvalidCallError."""
+    ill-typed argument, empty or malformed URL) raises InvalidCallError; arguments that JSON
+    cannot hold are make_key's to report."""
     if tool == SEARCH:
         query = args.get("query")
         if not isinstance(query, str):
@@ -162,36 +163,34 @@ def normalise_args(tool: str, args: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(args.get("model"), str):
             raise InvalidCallError("a completion needs a string 'model'",
                                    hint="pass the model's name as 'model'")
-        return dict(json_loads(_encode(tool, dict(args))))  # a deep, JSON-only copy
+        return dict(json_loads(canonical_json(dict(args))))  # a deep, JSON-only copy
     if tool == EXECUTION:
         if not isinstance(args.get("code"), str):
             raise InvalidCallError("a code execution needs a string 'code'",
                                    hint="pass the block's source as 'code'")
-        return dict(json_loads(_encode(tool, dict(args))))
+        return dict(json_loads(canonical_json(dict(args))))
     raise InvalidCallError(f"unknown tool {tool!r}; valid tools: {', '.join(TOOLS)}",
                            hint=f"use one of {', '.join(TOOLS)}")
 
 
 def make_key(tool: str, args: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-    """(key, normalised args) for a call; InvalidCallError for a call that cannot be made."""
-    norm = normalise_args(tool, args)
-    return hashlib.sha256(_encode(tool, {"tool": tool, "args": norm})).hexdigest(), norm
-
-
-_URL_HINT = "pass the full address of the page, e.g. https://en.wikipedia.org/wiki/Rembrandt"
-
-
-def _encode(tool: str, obj: Any) -> bytes:
-    """``canonical_json(obj)``, with a call's arguments that JSON cannot hold (text with a lone
-    surrogate, NaN, a set) reported as an InvalidCallError."""
+    """(key, normalised args) for a call; InvalidCallError for a call that cannot be made,
+    arguments that JSON cannot hold (text with a lone surrogate, NaN, a set) included."""
     try:
-        return canonical_json(obj)
+        norm = normalise_args(tool, args)
+        doc = canonical_json({"tool": tool, "args": norm})
+    except InvalidCallError:
+        raise
     except UnicodeEncodeError as e:
         raise _not_unicode(tool, e) from None
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError) as e:  # from canonical_json: NaN, a set, ...
         raise InvalidCallError(
             f"{tool} arguments are not JSON: {e}",
             hint="pass only str, int, float, bool, None, lists and dicts") from None
+    return hashlib.sha256(doc).hexdigest(), norm
+
+
+_URL_HINT = "pass the full address of the page, e.g. https://en.wikipedia.org/wiki/Rembrandt"
 
 
 def _not_unicode(tool: str, e: UnicodeEncodeError) -> InvalidCallError:
