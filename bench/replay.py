@@ -8,11 +8,13 @@
    replay opens it), in one event loop, shuffled with a fixed seed: one warm-up pass, then
    --rounds timed rounds. In a round, every method (replay and the anchors below) is timed on
    the same chunk of calls in turn, chunk by chunk, so the ratios compare moments apart.
-3. Anchor 1: raw ``diskcache.Cache.get`` of the same N keys, on the store's own index and on a plain
-   ``diskcache.Cache`` with default settings holding the same entry dicts. Target: replay takes at
-   most 2.5x the raw get (the median round), and at least 10,000 calls/s. Beside it, the
-   "contract floor": the steps the store contract requires, inlined in one loop with no
-   Recorder/Store layers.
+3. The "contract floor": the steps the store contract requires (key, index row, entry decode,
+   blob read and sha256 check, payload parse, render), inlined in one loop with no
+   Recorder/Store layers. Targets: replay takes at most 1.25x the floor (the median round), and
+   at least 10,000 calls/s. Anchor 1, for information: raw ``diskcache.Cache.get`` of the same N
+   keys, on the store's own index and on a plain ``diskcache.Cache`` with default settings
+   holding the same entry dicts (the floor itself costs about 2.3x a raw get: a replay also
+   reads and hashes a file, parses and renders).
 4. Anchor 2: vcrpy + requests replaying one YAML cassette of K interactions served (when recorded)
    by a real HTTP server on 127.0.0.1, for each K in --vcr-sizes. Target: at least 20x vcrpy.
 
@@ -28,6 +30,7 @@ import cProfile
 import gc
 import hashlib
 import io
+import json
 import math
 import os
 import platform
@@ -47,6 +50,7 @@ from urllib.parse import parse_qs, urlsplit
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import diskcache
+import orjson
 import requests
 import vcr
 from rich.console import Console
@@ -56,12 +60,21 @@ from vcr.serialize import deserialize as vcr_deserialize
 from vcr.serialize import serialize as vcr_serialize
 from vcr.serializers import yamlserializer
 
-from recorders import SEARCH, InMemoryBackend, Recorder, Store, canonical_json, make_key
-from recorders._canonical import json_loads
-from recorders._render import RenderOptions, render
+from recorders import (
+    SEARCH,
+    InMemoryBackend,
+    Recorder,
+    RenderOptions,
+    Store,
+    canonical_json,
+    make_key,
+    normalise_query,
+    render,
+)
 
 SEED = 20260524
-TARGET_RAW_RATIO = 2.5  # replay time / raw diskcache get time, at most
+_encode_str = json.encoder.encode_basestring  # how canonical JSON writes a str
+TARGET_FLOOR_RATIO = 1.25  # replay time / contract floor time, at most
 TARGET_MIN_RATE = 10_000.0  # replayed calls/s, at least
 TARGET_VCR_SPEEDUP = 20.0  # our calls/s / vcrpy calls/s, at least
 
@@ -206,6 +219,15 @@ async def replay_pass(
     return dt
 
 
+def floor_key(query: str) -> tuple[str, dict[str, Any]]:
+    """``make_key(SEARCH, {"query": query, "num_results": 5})`` the least costly way: the
+    canonical document written out by hand (checked equal to make_key's on the warm-up pass),
+    so that the floor stays put whatever make_key does."""
+    norm = normalise_query(query)
+    doc = f'{{"args":{{"num_results":5,"query":{_encode_str(norm)}}},"tool":"web_search"}}'
+    return hashlib.sha256(doc.encode()).hexdigest(), {"query": norm, "num_results": 5}
+
+
 def floor_pass(store: Store, order: list[str]) -> float:
     """The steps the store contract requires for one replay, inlined in one loop with none of
     the Recorder/Store layers: key, index row, entry decode and version check, blob read and
@@ -214,10 +236,11 @@ def floor_pass(store: Store, order: list[str]) -> float:
     con, root_fd = store._index._con, store.blobs._dir_fd
     opts = RenderOptions()
     sql = "SELECT value FROM Cache WHERE key = ? AND raw = 1"
+    loads = orjson.loads
     t0 = time.perf_counter()
     for q in order:
-        key, norm = make_key(SEARCH, {"query": q, "num_results": 5})
-        entry = json_loads(con.execute(sql, (key,)).fetchall()[0][0])
+        key, norm = floor_key(q)
+        entry = loads(con.execute(sql, (key,)).fetchall()[0][0])
         sha = entry["blob"]
         if entry["version"] != 1 or len(sha) != 64:
             raise SystemExit("unexpected entry")
@@ -228,7 +251,7 @@ def floor_pass(store: Store, order: list[str]) -> float:
             os.close(fd)
         if hashlib.sha256(data).hexdigest() != sha:
             raise SystemExit("corrupt blob")
-        if not render(SEARCH, json_loads(data)["data"], norm, opts):
+        if not render(SEARCH, loads(data)["data"], norm, opts):
             raise SystemExit("empty text")
     return time.perf_counter() - t0
 
@@ -239,8 +262,8 @@ def floor_steps(store: Store, order: list[str], passes: int) -> list[tuple[str, 
     con, root_fd = store._index._con, store.blobs._dir_fd
     opts = RenderOptions()
     sql = "SELECT value FROM Cache WHERE key = ? AND raw = 1"
-    calls = [make_key(SEARCH, {"query": q, "num_results": 5}) for q in order]
-    shas = [json_loads(con.execute(sql, (k,)).fetchall()[0][0])["blob"] for k, _ in calls]
+    calls = [floor_key(q) for q in order]
+    shas = [orjson.loads(con.execute(sql, (k,)).fetchall()[0][0])["blob"] for k, _ in calls]
 
     def read(sha: str) -> bytes:
         fd = os.open(f"{sha[:2]}/{sha[2:]}", os.O_RDONLY, dir_fd=root_fd)
@@ -250,17 +273,16 @@ def floor_steps(store: Store, order: list[str], passes: int) -> list[tuple[str, 
             os.close(fd)
 
     blobs = [read(sha) for sha in shas]
-    datas = [json_loads(b)["data"] for b in blobs]
+    datas = [orjson.loads(b)["data"] for b in blobs]
     # (name, the step as a function of one call's input, the inputs); results are dropped at
     # once, as in a replay (keeping 10,000 parsed payloads alive would time the allocator).
     steps: list[tuple[str, Any, list[Any]]] = [
-        ("key (normalise, canonical form, sha256)",
-         lambda q: make_key(SEARCH, {"query": q, "num_results": 5}), order),
+        ("key (normalise, canonical form, sha256)", floor_key, order),
         ("index row and entry decode",
-         lambda kn: json_loads(con.execute(sql, (kn[0],)).fetchall()[0][0]), calls),
+         lambda kn: orjson.loads(con.execute(sql, (kn[0],)).fetchall()[0][0]), calls),
         ("blob open, read, close", read, shas),
         ("blob sha256 check", lambda b: hashlib.sha256(b).hexdigest(), blobs),
-        ("payload parse", json_loads, blobs),
+        ("payload parse", orjson.loads, blobs),
         ("render", lambda dn: render(SEARCH, dn[0], dn[1][1], opts),
          list(zip(datas, calls, strict=True))),
     ]
@@ -487,6 +509,8 @@ def main(argv: list[str] | None = None) -> int:
         random.Random(a.seed + 1).shuffle(order)
 
         keys = [make_key(SEARCH, {"query": q, "num_results": 5})[0] for q in order]
+        if [floor_key(q)[0] for q in order] != keys:
+            raise SystemExit("the floor's key differs from make_key's")
         plain = diskcache.Cache(str(tmpd / "plain"))  # anchor 1b: default settings
         with plain.transact():
             for key in keys:
@@ -518,13 +542,19 @@ def main(argv: list[str] | None = None) -> int:
                f"{a.chunk}-call chunks in turn; median round")
         console.print(f"replay: {n:,} calls in {ours_s * 1e3:.1f} ms, {fmt_rate(n, ours_s)} "
                       f"({ours_s / n * 1e6:.1f} µs/call; {how})")
+        console.print(f"contract floor (the required steps inlined): {fmt_rate(n, floor_s)} "
+                      f"({floor_s / n * 1e6:.1f} µs/call); replay/floor = {spread(over_floor)} "
+                      "(median of rounds, min-max)")
         console.print(f"raw get, store index:  {fmt_rate(n, idx_s)} ({idx_s / n * 1e6:.1f} µs/get)"
-                      f"; replay/raw = {spread(ratio)} (median of rounds, min-max)")
+                      f"; replay/raw = {spread(ratio)}, floor/raw = {spread(ratio_floor)}")
         console.print(f"raw get, plain Cache:  {fmt_rate(n, plain_s)} "
                       f"({plain_s / n * 1e6:.1f} µs/get); replay/raw = {spread(ratio_plain)}")
-        console.print(f"contract floor (the required steps inlined): {fmt_rate(n, floor_s)} "
-                      f"({floor_s / n * 1e6:.1f} µs/call); floor/raw = {spread(ratio_floor)}, "
-                      f"replay/floor = {spread(over_floor)}")
+        floor_ok = statistics.median(over_floor) <= TARGET_FLOOR_RATIO
+        rate_ok = ours_rate >= TARGET_MIN_RATE
+        console.print(f"targets: replay/floor {statistics.median(over_floor):.2f}x "
+                      f"≤ {TARGET_FLOOR_RATIO}x {'PASS' if floor_ok else 'FAIL'}; "
+                      f"{fmt_rate(n, ours_s)} ≥ {TARGET_MIN_RATE:,.0f}/s "
+                      f"{'PASS' if rate_ok else 'FAIL'}", markup=False)
 
         if a.steps:
             for name, sec in floor_steps(store, order, 3):
@@ -546,14 +576,14 @@ def main(argv: list[str] | None = None) -> int:
             ("payload bytes (min-max, mean)",
              f"{min(sizes):,}-{max(sizes):,}, {sum(sizes) / len(sizes):,.0f}", "", ""),
             ("record (fsync per blob)", fmt_rate(n, rec_s), "", ""),
-            ("our replay", fmt_rate(n, ours_s), f"≥ {TARGET_MIN_RATE:,.0f}/s",
-             mark(ours_rate >= TARGET_MIN_RATE)),
+            ("our replay", fmt_rate(n, ours_s), f"≥ {TARGET_MIN_RATE:,.0f}/s", mark(rate_ok)),
+            ("contract floor", fmt_rate(n, floor_s), "", ""),
+            ("replay / contract floor", spread(over_floor), f"≤ {TARGET_FLOOR_RATIO}x",
+             mark(floor_ok)),
             ("raw get, store index", fmt_rate(n, idx_s), "", ""),
             ("raw get, plain diskcache", fmt_rate(n, plain_s), "", ""),
-            ("replay / raw get (store index)", spread(ratio),
-             f"≤ {TARGET_RAW_RATIO}x", mark(statistics.median(ratio) <= TARGET_RAW_RATIO)),
-            ("replay / raw get (plain diskcache)", spread(ratio_plain),
-             f"≤ {TARGET_RAW_RATIO}x", mark(statistics.median(ratio_plain) <= TARGET_RAW_RATIO)),
+            ("replay / raw get (store index)", spread(ratio), "", ""),
+            ("replay / raw get (plain diskcache)", spread(ratio_plain), "", ""),
             ("contract floor / raw get (store index)", spread(ratio_floor), "", ""),
         ]
 

@@ -17,6 +17,7 @@ from ._canonical import (
 from ._errors import (
     BackendError,
     BlobCorruptError,
+    InvalidCallError,
     MissingCredentialError,
     PackError,
     RecordersError,
@@ -42,6 +43,7 @@ __all__ = [
     "Entry",
     "Fetch",
     "InMemoryBackend",
+    "InvalidCallError",
     "MissingCredentialError",
     "Mode",
     "PackError",

@@ -11,11 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import orjson
+
+from ._errors import InvalidCallError
 
 __all__ = [
     "COMPLETION",
@@ -53,17 +55,34 @@ _SECRET_PARAMS = re.compile(
 )
 REDACTED = "REDACTED"
 
-# How the canonical encoder (ensure_ascii=False) writes a string.
-_encode_str = json.encoder.encode_basestring
-# One encoder, built once: json.dumps with non-default options builds a new one on every call.
-_CANONICAL = json.JSONEncoder(
-    sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False
-)
+
+
+def _not_json(o: Any) -> Any:
+    raise TypeError(f"Object of type {o.__class__.__name__} is not JSON serializable")
+
+
+def _canonical_encoder() -> Callable[[Any, int], list[str]]:
+    """The encoder ``json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"),
+    allow_nan=False).encode`` runs, built once: ``encode`` sets up a new one on every call
+    (half the cost of a key). It skips the circular-reference check (a cycle, which no JSON
+    document holds, raises RecursionError instead of ValueError); a test holds its output equal
+    to ``encode``'s."""
+    make = getattr(json.encoder, "c_make_encoder", None)  # not in the type stubs
+    if make is None:  # a Python without the _json accelerator
+        slow = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"),
+                                allow_nan=False)
+        return lambda obj, _level: [slow.encode(obj)]
+    encoder: Callable[[Any, int], list[str]] = make(
+        None, _not_json, json.encoder.encode_basestring, None, ":", ",", True, False, False)
+    return encoder
+
+
+_CANONICAL = _canonical_encoder()
 
 
 def canonical_json(obj: Any) -> bytes:
     """The one byte form of a JSON value: sorted keys, UTF-8, no whitespace."""
-    return _CANONICAL.encode(obj).encode("utf-8")
+    return "".join(_CANONICAL(obj, 0)).encode("utf-8")
 
 
 def json_loads(data: bytes | str) -> Any:
@@ -114,41 +133,70 @@ def normalise_url(url: str) -> str:
 
 
 def normalise_args(tool: str, args: Mapping[str, Any]) -> dict[str, Any]:
-    """The normalised arguments of a call; unknown tools are rejected."""
+    """The normalised arguments of a call. A call that cannot be made (unknown tool, missing or
+    ill-typed argument, empty or malformed URL) raises InvalidCallError; arguments that JSON
+    cannot hold are make_key's to report."""
     if tool == SEARCH:
         query = args.get("query")
         if not isinstance(query, str):
-            raise ValueError("web_search needs a string 'query'")
+            raise InvalidCallError(f"web_search needs a string 'query', got {query!r}",
+                                   hint="pass the search query as a str")
         num = args.get("num_results", 5)
         if isinstance(num, bool) or not isinstance(num, int) or num < 1:
-            raise ValueError(f"web_search 'num_results' must be a positive int, got {num!r}")
+            raise InvalidCallError(
+                f"web_search 'num_results' must be a positive int, got {num!r}",
+                hint="pass num_results=5 (or any int from 1), or leave it out")
         return {"query": normalise_query(query), "num_results": num}
     if tool == VISIT:
         url = args.get("url")
         if not isinstance(url, str) or not url.strip():
-            raise ValueError("web_visit needs a non-empty string 'url'")
-        return {"url": normalise_url(url)}
+            raise InvalidCallError(f"web_visit needs a non-empty string 'url', got {url!r}",
+                                   hint=_URL_HINT)
+        try:
+            return {"url": normalise_url(url)}
+        except UnicodeEncodeError as e:
+            raise _not_unicode(tool, e) from None
+        except ValueError as e:  # urlsplit's: a bad IPv6 host or port
+            raise InvalidCallError(f"web_visit 'url' is not a valid URL ({e}): {url!r}",
+                                   hint=_URL_HINT) from None
     if tool == COMPLETION:
         if not isinstance(args.get("model"), str):
-            raise ValueError("a completion needs a string 'model'")
+            raise InvalidCallError("a completion needs a string 'model'",
+                                   hint="pass the model's name as 'model'")
         return dict(json_loads(canonical_json(dict(args))))  # a deep, JSON-only copy
     if tool == EXECUTION:
         if not isinstance(args.get("code"), str):
-            raise ValueError("a code execution needs a string 'code'")
+            raise InvalidCallError("a code execution needs a string 'code'",
+                                   hint="pass the block's source as 'code'")
         return dict(json_loads(canonical_json(dict(args))))
-    raise ValueError(f"unknown tool {tool!r}; valid tools: {', '.join(TOOLS)}")
+    raise InvalidCallError(f"unknown tool {tool!r}; valid tools: {', '.join(TOOLS)}",
+                           hint=f"use one of {', '.join(TOOLS)}")
 
 
 def make_key(tool: str, args: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-    """(key, normalised args) for a call."""
-    norm = normalise_args(tool, args)
-    if tool == SEARCH:  # the replay hot path: the canonical document written out (2 us less)
-        return sha256_hex(_search_document(norm["query"], norm["num_results"])), norm
-    return sha256_hex(canonical_json({"tool": tool, "args": norm})), norm
+    """(key, normalised args) for a call; InvalidCallError for a call that cannot be made,
+    arguments that JSON cannot hold (text with a lone surrogate, NaN, a set) included."""
+    try:
+        norm = normalise_args(tool, args)
+        doc = canonical_json({"tool": tool, "args": norm})
+    except InvalidCallError:
+        raise
+    except UnicodeEncodeError as e:
+        raise _not_unicode(tool, e) from None
+    except (TypeError, ValueError) as e:  # from canonical_json: NaN, a set, ...
+        raise InvalidCallError(
+            f"{tool} arguments are not JSON: {e}",
+            hint="pass only str, int, float, bool, None, lists and dicts") from None
+    return hashlib.sha256(doc).hexdigest(), norm
 
 
-def _search_document(query: str, num_results: int) -> bytes:
-    """``canonical_json({"tool": SEARCH, "args": {"query", "num_results"}})``, byte for byte
-    (a property test holds the two equal)."""
-    return (f'{{"args":{{"num_results":{int.__repr__(num_results)},"query":'
-            f'{_encode_str(query)}}},"tool":"{SEARCH}"}}').encode()
+_URL_HINT = "pass the full address of the page, e.g. https://en.wikipedia.org/wiki/Rembrandt"
+
+
+def _not_unicode(tool: str, e: UnicodeEncodeError) -> InvalidCallError:
+    bad = e.object[e.start:e.end]
+    return InvalidCallError(
+        f"{tool} arguments are not valid Unicode text: {bad!r} (a lone surrogate) cannot be "
+        "encoded as UTF-8",
+        hint="drop or replace the lone surrogate (decoding the source bytes with "
+             "errors='replace' does it)")

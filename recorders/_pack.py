@@ -21,6 +21,7 @@ import os
 import re
 import tarfile
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ __all__ = ["PACK_VERSION", "PackResult", "UnpackResult", "pack", "read_manifest"
 
 PACK_VERSION = 1
 _OBJECT = re.compile(r"^objects/([0-9a-f]{2})/([0-9a-f]{62})$")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(slots=True)
@@ -96,13 +98,19 @@ def pack(store: Store, dest: str | Path) -> PackResult:
                       hashlib.sha256(manifest).hexdigest())
 
 
+# What reading a damaged or foreign file as a gzip'd tar raises (zlib's own error included).
+_UNREADABLE = (tarfile.TarError, OSError, EOFError, zlib.error)
+_FRESH_COPY = "the pack is damaged or was not written by cirkit; get a fresh copy"
+
+
 def _open(src: Path) -> tarfile.TarFile:
     try:
         return tarfile.open(src, mode="r:gz")
     except FileNotFoundError:
-        raise PackError(f"no pack at {src}") from None
-    except (tarfile.TarError, OSError, EOFError) as e:
-        raise PackError(f"{src} is not a cirkit pack: {e}") from e
+        raise PackError(f"no pack at {src}", hint="check the path") from None
+    except _UNREADABLE as e:
+        raise PackError(f"{src} is not a cirkit pack: {e}",
+                        hint="pass a file written by pack()") from None
 
 
 def _read(tar: tarfile.TarFile, ti: tarfile.TarInfo) -> bytes:
@@ -113,16 +121,67 @@ def _read(tar: tarfile.TarFile, ti: tarfile.TarInfo) -> bytes:
 
 
 def read_manifest(src: str | Path) -> dict[str, Any]:
+    """The pack's manifest, checked: PackError for a file that is not a pack of this version
+    or whose manifest is malformed (not JSON, a field missing or of the wrong type)."""
     with _open(Path(src)) as tar:
-        first = tar.next()
-        if first is None or first.name != "manifest.json":
-            raise PackError(f"{src} does not start with manifest.json: not a cirkit pack")
-        manifest: dict[str, Any] = json.loads(_read(tar, first))
+        try:
+            first = tar.next()
+            if first is None or first.name != "manifest.json":
+                raise PackError(f"{src} does not start with manifest.json: not a cirkit pack",
+                                hint="pass a file written by pack()")
+            data = _read(tar, first)
+        except _UNREADABLE as e:
+            raise PackError(f"{src} is truncated or unreadable: {e}", hint=_FRESH_COPY) from None
+    try:
+        manifest = json.loads(data)
+    except ValueError as e:  # not JSON, or not UTF-8
+        raise PackError(f"{src}: manifest.json is not valid JSON ({e})",
+                        hint=_FRESH_COPY) from None
+    if not isinstance(manifest, dict):
+        raise PackError(f"{src}: manifest.json is not a JSON object", hint=_FRESH_COPY)
     if manifest.get("format") != "cirkit-pack" or manifest.get("version") != PACK_VERSION:
         raise PackError(
             f"{src}: pack format {manifest.get('format')!r} version {manifest.get('version')!r}; "
             f"this cirkit reads cirkit-pack version {PACK_VERSION}", hint="upgrade cirkit")
+    problem = _manifest_problem(manifest)
+    if problem is not None:
+        raise PackError(f"{src}: manifest.json {problem}", hint=_FRESH_COPY)
     return manifest
+
+
+def _manifest_problem(m: dict[str, Any]) -> str | None:
+    """What is wrong with a manifest's fields, or None."""
+    for name in ("entries", "entries_sha256", "blobs"):
+        if name not in m:
+            return f"lacks its {name!r} field"
+    entries, digest, blobs = m["entries"], m["entries_sha256"], m["blobs"]
+    if type(entries) is not int or entries < 0:
+        return f"has 'entries' {entries!r}, not a count"
+    if not isinstance(digest, str) or _SHA256.fullmatch(digest) is None:
+        return f"has 'entries_sha256' {digest!r}, not a sha256"
+    if not isinstance(blobs, list):
+        return "has 'blobs' that is not a list"
+    for item in blobs:
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
+                and _SHA256.fullmatch(item[0]) is not None and type(item[1]) is int
+                and item[1] >= 0):
+            return f"lists the blob {item!r}, not a [sha256, size] pair"
+    return None
+
+
+def _entries(src: Path, data: bytes) -> list[tuple[str, Entry]]:
+    """entries.jsonl's rows; PackError naming the line for one that is not a row."""
+    rows = []
+    for n, line in enumerate(data.splitlines(), start=1):
+        try:
+            obj = json.loads(line)
+            if not isinstance(obj, dict) or not isinstance(obj.get("key"), str):
+                raise ValueError("not a {\"key\", \"entry\"} object")
+            rows.append((obj["key"], Entry.from_json(obj.get("entry"), key=obj["key"])))
+        except (ValueError, StoreError) as e:
+            why = e.message if isinstance(e, StoreError) else str(e)
+            raise PackError(f"{src}: entries.jsonl line {n}: {why}", hint=_FRESH_COPY) from None
+    return rows
 
 
 def unpack(src: str | Path, store: Store, *, overwrite: bool = False) -> UnpackResult:
@@ -142,9 +201,7 @@ def unpack(src: str | Path, store: Store, *, overwrite: bool = False) -> UnpackR
                     data = _read(tar, ti)
                     if hashlib.sha256(data).hexdigest() != manifest["entries_sha256"]:
                         raise PackError(f"{src}: entries.jsonl does not match its manifest hash")
-                    for line in data.splitlines():
-                        obj = json.loads(line)
-                        rows.append((obj["key"], Entry.from_json(obj["entry"])))
+                    rows = _entries(src, data)
                     continue
                 m = _OBJECT.match(ti.name)
                 if m is None or not ti.isfile():
@@ -161,8 +218,8 @@ def unpack(src: str | Path, store: Store, *, overwrite: bool = False) -> UnpackR
                     store.blobs.put(data)
                     result.blobs_added += 1
                 seen.add(sha)
-    except (tarfile.TarError, EOFError, OSError) as e:
-        raise PackError(f"{src} is truncated or unreadable: {e}") from e
+    except _UNREADABLE as e:
+        raise PackError(f"{src} is truncated or unreadable: {e}", hint=_FRESH_COPY) from None
     missing = sorted(set(expected) - seen)
     if missing or len(rows) != manifest["entries"]:
         raise PackError(f"{src} is incomplete: {len(missing)} blob(s) of its manifest missing")

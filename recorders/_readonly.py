@@ -24,7 +24,8 @@ __all__ = ["ReadOnlyIndex", "read_only_error"]
 def read_only_error() -> StoreError:
     """What every write to a store opened read-only raises."""
     return StoreError("this store was opened read-only (strict replay never writes)",
-                      hint="open it with readonly=False to record into it")
+                      hint="open it with readonly=False to record into it",
+                      setting="readonly")
 
 
 _GET = "SELECT mode, filename, value FROM Cache WHERE key = ? AND raw = 1"
@@ -35,7 +36,8 @@ _TUNING = ("PRAGMA cache_size = 8192", "PRAGMA mmap_size = 67108864")
 
 
 class ReadOnlyIndex:
-    """The subset of ``diskcache.Cache`` the store reads with: get, in, len, iterkeys."""
+    """The subset of ``diskcache.Cache`` the store reads with: get, in, len, iterkeys. SQLite's
+    errors pass through, as diskcache's do: the Store turns both into StoreError."""
 
     def __init__(self, directory: Path, fetch: Callable[[int, str, Any, bool], Any]) -> None:
         """``fetch``: the store's ``Disk.fetch``, which decodes a row's value."""
@@ -44,41 +46,35 @@ class ReadOnlyIndex:
             raise StoreError(f"{directory} has no index ({db.name} is missing)",
                              hint="run `cirkit store verify`, or record into the store first")
         params = "mode=ro" if db.with_name("cache.db-wal").exists() else "immutable=1"
+        self._con = sqlite3.connect(f"{db.resolve().as_uri()}?{params}", uri=True,
+                                    check_same_thread=False)
         try:
-            self._con = sqlite3.connect(f"{db.resolve().as_uri()}?{params}", uri=True,
-                                        check_same_thread=False)
             for pragma in _TUNING:
                 self._con.execute(pragma)
             self._con.execute("SELECT key FROM Cache LIMIT 1").fetchall()
-        except sqlite3.Error as e:
-            raise StoreError(f"cannot read the index of {directory.parent}: {e}",
-                             hint="run `cirkit store verify`") from None
+        except BaseException:
+            self._con.close()
+            raise
         self._fetch = fetch
         # SQLite built serialized (``sqlite3.threadsafety == 3``, the usual build) lets threads
         # share a connection, each query on its own cursor; with another build, they take turns.
         self._lock = None if sqlite3.threadsafety == 3 else threading.Lock()
 
     def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        lock = self._lock  # (a context manager would cost 0.1 us per query)
+        if lock is not None:
+            lock.acquire()
         try:
-            if self._lock is None:
-                return self._con.execute(sql, args).fetchall()
-            with self._lock:
-                return self._con.execute(sql, args).fetchall()
-        except sqlite3.Error as e:
-            raise StoreError(f"reading the store index failed: {e}") from None
+            return self._con.execute(sql, args).fetchall()
+        finally:
+            if lock is not None:
+                lock.release()
 
-    def get(self, key: str) -> Any:
-        if self._lock is not None:  # the hot path of replay skips _rows' call (0.1 us)
-            rows = self._rows(_GET, (key,))
-            row = rows[0] if rows else None
-        else:
-            try:
-                row = self._con.execute(_GET, (key,)).fetchone()
-            except sqlite3.Error as e:
-                raise StoreError(f"reading the store index failed: {e}") from None
-        if row is None:
-            return None
-        mode, filename, value = row
+    def get(self, key: str, default: Any = None) -> Any:
+        rows = self._rows(_GET, (key,))
+        if not rows:
+            return default
+        mode, filename, value = rows[0]
         return self._fetch(mode, filename, value, False)
 
     def __contains__(self, key: object) -> bool:

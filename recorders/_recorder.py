@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._canonical import SEARCH, VISIT, canonical_json, json_loads, make_key
-from ._errors import RecordersError, ReplayMissError
+from ._errors import InvalidCallError, RecordersError, ReplayMissError, StoreError
 from ._modes import Mode
 from ._render import RenderOptions, render
 from ._store import Entry, Store
@@ -63,11 +63,13 @@ class Recorder:
     ) -> None:
         self._mode = mode = Mode.parse(mode)
         if store is None and mode is not Mode.OFF:
-            raise RecordersError(f"mode {mode} needs a store", hint="pass a Store or use off")
+            raise RecordersError(f"mode {mode} needs a store", hint="pass a Store or use off",
+                                 setting="store")
         if store is not None and store.readonly and mode in (Mode.RECORD, Mode.AUTO,
                                                              Mode.REWRITE):
             raise RecordersError(f"mode {mode} records, but the store {store.path} was "
-                                 "opened read-only", hint="use replay, or open it writable")
+                                 "opened read-only", hint="use replay, or open it writable",
+                                 setting="mode")
         self._store_first = mode is Mode.REPLAY or mode is Mode.AUTO
         self.store = store
         self.backends: dict[str, Backend | None] = {SEARCH: search, VISIT: visit}
@@ -105,7 +107,8 @@ class Recorder:
     async def call(self, tool: str, args: Mapping[str, Any]) -> ToolResult:
         """A web tool call, answered by the store or by the tool's backend."""
         if tool not in self.backends:
-            raise ValueError(f"unknown tool {tool!r}; valid tools: {SEARCH}, {VISIT}")
+            raise InvalidCallError(f"unknown tool {tool!r}; valid tools: {SEARCH}, {VISIT}",
+                                   hint="answer other calls through Recorder.memo")
         key, norm = make_key(tool, args)
         hit = self._track(tool, key, norm)
         if hit is not None:
@@ -116,7 +119,8 @@ class Recorder:
             if backend is None:
                 raise RecordersError(
                     f"no {tool} backend is configured and the store cannot answer this call",
-                    hint="pass a backend (e.g. --backend local), or record the call first",
+                    hint=f"pass a {tool} backend (e.g. the local one), or record the call first",
+                    setting="backend",
                 )
             # The backend gets the caller's arguments (a URL with its own query intact), only
             # stripped; the key and the stored args are the normalised ones.
@@ -143,10 +147,11 @@ class Recorder:
         return await self._fetch_once(tool, key, norm, fetch, backend, secrets)
 
     def _track(self, tool: str, key: str, norm: dict[str, Any]) -> ToolResult | None:
-        """Note the key as used; in replay and auto, the stored answer if there is one (the
-        hot path: served at once, with no await, no closure and no single-flight)."""
+        """Note the key as used; the stored answer if the mode reads the store first (replay,
+        auto, and rewrite for a key already rewritten) and it has one. Every stored answer is
+        served here, at once: no await, no closure, no single-flight."""
         self._used.setdefault(key)
-        if self._store_first:
+        if self._store_first or key in self._rewritten:
             return self._replay(tool, key, norm)
         return None
 
@@ -154,7 +159,8 @@ class Recorder:
         self, tool: str, key: str, norm: dict[str, Any], fetch: Fetch, backend: str,
         secrets: tuple[str, ...],
     ) -> ToolResult:
-        """Serve a call the store did not answer; concurrent calls of one key share it."""
+        """Serve a call the store did not answer (``_track`` looked, and nothing awaited
+        since); concurrent calls of one key share it."""
         pending = self._inflight.get(key)
         if pending is not None:
             return await asyncio.shield(pending)
@@ -178,12 +184,8 @@ class Recorder:
         secrets: tuple[str, ...],
     ) -> ToolResult:
         mode = self._mode
-        if mode in (Mode.REPLAY, Mode.AUTO) or (mode is Mode.REWRITE and key in self._rewritten):
-            hit = self._replay(tool, key, norm)
-            if hit is not None:
-                return hit
-            if mode is Mode.REPLAY:
-                raise self._miss(tool, key, norm)
+        if mode is Mode.REPLAY:
+            raise self._miss(tool, key, norm)
         started = time.perf_counter()
         resp = await fetch()
         latency_ms = round((time.perf_counter() - started) * 1000.0, 3)
@@ -218,15 +220,22 @@ class Recorder:
         self, tool: str, key: str, norm: dict[str, Any], *, count: bool = True
     ) -> ToolResult | None:
         assert self.store is not None
-        loaded = self.store.load_json(key)
+        loaded = self.store.load(key)
         if loaded is None:
             return None
         entry, blob = loaded
-        data = json_loads(blob)["data"]
+        try:
+            data = json_loads(blob)["data"]
+            if type(data) is not dict:
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            raise StoreError(
+                f"index entry {key} names the blob {entry.blob}, which holds no recorded answer",
+                hint="re-record the call (mode record), or restore the store from a copy or a "
+                     "pack", setting="mode") from None
         if count:
             self.counts["replayed"] += 1
-        return self._result(tool, key, norm, data, entry.get("status", "ok"), entry["backend"],
-                            True)
+        return self._result(tool, key, norm, data, entry.status, entry.backend, True)
 
     def _result(
         self, tool: str, key: str, norm: dict[str, Any], data: dict[str, Any], status: str,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import sqlite3
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ __all__ = ["ENTRY_VERSION", "STORE_VERSION", "Entry", "Near", "Store", "StoreInf
 STORE_VERSION = 1
 ENTRY_VERSION = 1
 _MARKER = "store.json"
-_MODE_RAW = diskcache.core.MODE_RAW  # a value held in its index row (diskcache's term)
+_MISSING: Any = object()  # what the index gives for a key it does not hold
 
 
 class _JSONDisk(diskcache.Disk):  # type: ignore[misc]
@@ -50,9 +51,7 @@ class _JSONDisk(diskcache.Disk):  # type: ignore[misc]
         return super().store(json.dumps(value, sort_keys=True, ensure_ascii=False), read, key)
 
     def fetch(self, mode: int, filename: str, value: Any, read: bool) -> Any:
-        if mode == _MODE_RAW and type(value) is str:
-            return json_loads(value)  # an entry held in its row: the common case
-        return json_loads(super().fetch(mode, filename, value, read))
+        return json_loads(diskcache.Disk.fetch(self, mode, filename, value, read))
 
 
 @dataclass(slots=True)
@@ -75,22 +74,75 @@ class Entry:
         return d
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> Entry:
-        _check_version(d)
-        # Positional and unconverted (the JSON decoder made these).
-        return cls(d["blob"], d["tool"], d["args"], d["backend"], d["recorded_at"],
-                   d["latency_ms"], d.get("status", "ok"), tuple(d.get("refs", ())),
-                   d["version"])
+    def from_json(cls, d: Any, key: str | None = None) -> Entry:
+        """The entry an index value holds (``key`` names it in errors). Anything else, such as
+        a value that is not a JSON object, another version, or a field missing or of the
+        wrong type, raises StoreError naming the cause."""
+        try:  # the fields unconverted (the JSON decoder made them); on replay's path
+            if d["version"] == ENTRY_VERSION:
+                blob, tool, args, backend = d["blob"], d["tool"], d["args"], d["backend"]
+                at, ms = d["recorded_at"], d["latency_ms"]
+                status = d.get("status", "ok")
+                refs = d.get("refs", [])
+                if (type(blob) is str and type(tool) is str and type(args) is dict
+                        and type(backend) is str and type(status) is str
+                        and type(at) in _NUMBER and type(ms) in _NUMBER and type(refs) is list
+                        and (not refs or all(type(r) is str for r in refs))):
+                    return cls(blob, tool, args, backend, at, ms, status,
+                               tuple(refs) if refs else (), ENTRY_VERSION)
+        except (KeyError, TypeError):  # not an object, or a field missing: said below
+            pass
+        raise _not_an_entry(d, key)
 
 
-def _check_version(d: Mapping[str, Any]) -> None:
-    """An index entry of another version is an error naming both versions."""
+_NUMBER = (int, float)
+_FIELD_TYPES: tuple[tuple[str, tuple[type, ...]], ...] = (
+    ("blob", (str,)), ("tool", (str,)), ("args", (dict,)), ("backend", (str,)),
+    ("recorded_at", _NUMBER), ("latency_ms", _NUMBER), ("status", (str,)), ("refs", (list,)),
+)
+
+
+def _json_type(value: Any) -> str:
+    """A JSON value's type in JSON's words."""
+    if value is None:
+        return "null"
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string",
+            list: "an array", dict: "an object"}.get(type(value), type(value).__name__)
+
+
+def _not_an_entry(d: Any, key: str | None) -> StoreError:
+    """What is wrong with an index value that ``Entry.from_json`` refused."""
+    if type(d) is not dict:
+        return _bad_entry(key, f"is not a JSON object but {_json_type(d)}")
     version = d.get("version")
     if version != ENTRY_VERSION:
-        raise StoreError(
-            f"index entry has version {version!r}; this cirkit reads version {ENTRY_VERSION}",
-            hint="upgrade cirkit, or re-record the store",
-        )
+        return StoreError(
+            f"{_entry_name(key)} has version {version!r}; this cirkit reads version "
+            f"{ENTRY_VERSION}", hint="upgrade cirkit, or re-record the store")
+    for name, types in _FIELD_TYPES:
+        if name not in d:
+            if name not in ("status", "refs"):  # those two have defaults
+                return _bad_entry(key, f"lacks its {name!r} field")
+        elif type(d[name]) not in types:
+            return _bad_entry(key, f"has a {name!r} field that is {_json_type(d[name])}")
+    return _bad_entry(key, "has a 'refs' entry that is not a string")
+
+
+def _entry_name(key: str | None) -> str:
+    return "index entry" if key is None else f"index entry {key}"
+
+
+def _bad_entry(key: str | None, what: str) -> StoreError:
+    return StoreError(f"{_entry_name(key)} {what}",
+                      hint="re-record the call (mode record), or restore the store from a copy "
+                           "or a pack", setting="mode")
+
+
+def _unreadable_index(path: Path, e: Exception) -> StoreError:
+    """What a SQLite error reading (or opening) the index becomes."""
+    return StoreError(f"cannot read the index of the store {path} (index/cache.db): {e}",
+                      hint="if the file is damaged, restore the store from a copy or a pack, "
+                           "or record into a new store", setting="store")
 
 
 @dataclass(slots=True, frozen=True)
@@ -129,8 +181,16 @@ class VerifyReport:
         return not (self.corrupt_blobs or self.missing_blobs or self.bad_entries)
 
 
+def _open_index(directory: Path) -> diskcache.Cache:
+    return diskcache.Cache(str(directory), disk=_JSONDisk, eviction_policy="none",
+                           size_limit=2**62, cull_limit=0, statistics=False, tag_index=False)
+
+
 class Store:
-    """A directory holding recorded tool responses. Safe to share between processes."""
+    """A directory holding recorded tool responses. Safe to share between processes.
+
+    Every way of reading it raises StoreError, naming the cause, for a store it cannot read:
+    an index SQLite cannot read, an entry that is not one, a corrupt or missing blob."""
 
     def __init__(self, path: str | Path, *, create: bool = True, readonly: bool = False) -> None:
         """``readonly``: read an existing store without changing one byte of it (what strict
@@ -143,23 +203,20 @@ class Store:
                 raise StoreError(
                     f"{self.path} is not a cirkit store (no {_MARKER})",
                     hint="check the path, or record into it first (it is created on demand)",
+                    setting="store",
                 )
             self._init()
         self._check_marker(marker)
         self.blobs = BlobStore(self.path / "objects", readonly=readonly)
-        if readonly:
-            disk = _JSONDisk(str(self.path / "index"))
-            self._index: Any = ReadOnlyIndex(self.path / "index", disk.fetch)
-            return
-        self._index = diskcache.Cache(
-            str(self.path / "index"),
-            disk=_JSONDisk,
-            eviction_policy="none",
-            size_limit=2**62,
-            cull_limit=0,
-            statistics=False,
-            tag_index=False,
-        )
+        try:
+            if readonly:
+                disk = _JSONDisk(str(self.path / "index"))
+                self._index: Any = ReadOnlyIndex(self.path / "index", disk.fetch)
+            else:
+                self._index = _open_index(self.path / "index")
+        except sqlite3.Error as e:
+            self.blobs.close()
+            raise _unreadable_index(self.path, e) from None
 
     def _init(self) -> None:
         # diskcache #266: first-time initialisation races between processes; serialise it.
@@ -172,8 +229,10 @@ class Store:
             if marker.exists():
                 return
             (self.path / "objects").mkdir(exist_ok=True)
-            diskcache.Cache(str(self.path / "index"), disk=_JSONDisk,
-                            eviction_policy="none", size_limit=2**62, cull_limit=0).close()
+            try:
+                _open_index(self.path / "index").close()
+            except sqlite3.Error as e:
+                raise _unreadable_index(self.path, e) from None
             tmp = marker.with_suffix(".tmp")
             tmp.write_bytes(canonical_json({"format": "cirkit-store", "version": STORE_VERSION}))
             tmp.replace(marker)
@@ -183,6 +242,9 @@ class Store:
             meta = json.loads(marker.read_text("utf-8"))
         except (OSError, ValueError) as e:
             raise StoreError(f"{marker} is unreadable: {e}") from e
+        if not isinstance(meta, dict):
+            raise StoreError(f"{marker} is not a JSON object but {_json_type(meta)}",
+                             hint="check the path: a store's store.json is written by cirkit")
         if meta.get("format") != "cirkit-store" or meta.get("version") != STORE_VERSION:
             raise StoreError(
                 f"{self.path} holds a store of format {meta.get('format')!r} version "
@@ -208,35 +270,47 @@ class Store:
         for sha in (entry.blob, *entry.refs):
             if not self.blobs.exists(sha):
                 raise StoreError(f"refusing an entry for {key}: its blob {sha} is not stored")
-        self._index.set(key, entry.to_json())
+        try:
+            self._index.set(key, entry.to_json())
+        except sqlite3.Error as e:
+            raise _unreadable_index(self.path, e) from None
 
     def get_entry(self, key: str) -> Entry | None:
-        raw = self._index.get(key)
-        return None if raw is None else Entry.from_json(raw)
+        """The entry recorded under ``key``, or None. StoreError if the index cannot be read
+        or holds something else than an entry there."""
+        try:
+            raw = self._index.get(key, _MISSING)
+        except sqlite3.Error as e:
+            raise _unreadable_index(self.path, e) from None
+        except ValueError as e:  # the decoder's: not JSON, or not UTF-8
+            raise _bad_entry(key, f"is not valid JSON ({e})") from None
+        except OSError as e:  # a large entry's file (read-only index; diskcache says None)
+            raise _bad_entry(key, f"is unreadable ({e})") from None
+        return None if raw is _MISSING else Entry.from_json(raw, key)
 
     def load(self, key: str) -> tuple[Entry, bytes] | None:
         """The entry and its verified blob bytes, or None if the key was never recorded."""
-        loaded = self.load_json(key)
-        return None if loaded is None else (Entry.from_json(loaded[0]), loaded[1])
-
-    def load_json(self, key: str) -> tuple[dict[str, Any], bytes] | None:
-        """``load`` with the entry left as its checked JSON object: replay's hot path, which
-        reads two fields of it and need not build an Entry (0.7 us)."""
-        raw = self._index.get(key)
-        if raw is None:
-            return None
-        _check_version(raw)
-        return raw, self.blobs.get(raw["blob"])
+        entry = self.get_entry(key)
+        return None if entry is None else (entry, self.blobs.get(entry.blob))
 
     def __contains__(self, key: object) -> bool:
-        return key in self._index
+        try:
+            return key in self._index
+        except sqlite3.Error as e:
+            raise _unreadable_index(self.path, e) from None
 
     def __len__(self) -> int:
-        return len(self._index)
+        try:
+            return len(self._index)
+        except sqlite3.Error as e:
+            raise _unreadable_index(self.path, e) from None
 
     def keys(self) -> list[str]:
         """Every key, sorted (diskcache's own order depends on insertion)."""
-        return sorted(self._index.iterkeys())
+        try:
+            return sorted(self._index.iterkeys())
+        except sqlite3.Error as e:
+            raise _unreadable_index(self.path, e) from None
 
     def entries(self) -> Iterator[tuple[str, Entry]]:
         for key in self.keys():
@@ -246,7 +320,7 @@ class Store:
 
     def resolve(self, prefix: str) -> str:
         """A full key from a unique prefix (like git's short hashes)."""
-        if prefix in self._index:
+        if prefix in self:
             return prefix
         hits = [k for k in self.keys() if k.startswith(prefix)]
         if len(hits) == 1:
@@ -301,10 +375,12 @@ class Store:
         for key in self.keys():
             report.entries_checked += 1
             try:
-                raw = self._index.get(key)
-                entry = Entry.from_json(raw)
-            except (StoreError, KeyError, TypeError, ValueError) as e:
-                report.bad_entries.append((key, str(e)))
+                entry = self.get_entry(key)
+            except StoreError as e:
+                report.bad_entries.append((key, e.message))
+                continue
+            if entry is None:  # listed, but its value file is gone (diskcache reads it None)
+                report.bad_entries.append((key, f"index entry {key} is unreadable"))
                 continue
             for sha in (entry.blob, *entry.refs):
                 used.add(sha)

@@ -8,7 +8,8 @@ def test_recorders_public_names() -> None:
     assert sorted(recorders.__all__) == sorted([
         "COMPLETION", "EXECUTION", "Fetch", "RENDERER_VERSION", "SEARCH", "VISIT", "Backend",
         "BackendError", "BlobCorruptError",
-        "Entry", "InMemoryBackend", "MissingCredentialError", "Mode", "PackError", "PackResult",
+        "Entry", "InMemoryBackend", "InvalidCallError", "MissingCredentialError", "Mode",
+        "PackError", "PackResult",
         "Recorder", "RecordersError", "RenderOptions", "ReplayMissError", "Response", "Store",
         "StoreError", "StoreInfo", "ToolResult", "UnpackResult", "VerifyReport",
         "canonical_json", "make_backend", "make_key", "normalise_query", "normalise_url",

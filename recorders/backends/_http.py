@@ -177,6 +177,7 @@ class HttpClient:
                     raise self._error(
                         method, shown, attempt + 1, f"HTTP {code} (authentication failed)",
                         hint=f"check that {self.auth_env} holds a valid key for {self.backend}",
+                        env_var=self.auth_env,
                     )
                 if code < 400:
                     return got
@@ -242,7 +243,8 @@ class HttpClient:
         return f": {text}" if text else ""
 
     def _error(
-        self, method: str, shown: str, attempts: int, cause: str, *, hint: str | None = None
+        self, method: str, shown: str, attempts: int, cause: str, *, hint: str | None = None,
+        env_var: str | None = None,
     ) -> BackendError:
         tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
         cause = " ".join(cause.split())
@@ -251,6 +253,7 @@ class HttpClient:
         return BackendError(
             f"{self.backend}: {method} {shown} failed after {tries}: {cause}",
             hint=hint or "check the network and the provider's status, then try again",
+            env_var=env_var,
         )
 
     def parse_json(self, got: Fetched, method: str = "POST") -> Any:

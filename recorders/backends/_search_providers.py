@@ -9,15 +9,13 @@ position}`` plus ``date``/``score`` where given. Credentials live only in reques
 from __future__ import annotations
 
 import html
-import os
 import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from .._canonical import SEARCH
-from .._errors import MissingCredentialError
-from ._base import Response, require_env, search_data
-from ._http import HttpClient, RetryPolicy
+from ._base import Response, search_data
+from ._provider import Provider
 
 __all__ = ["BraveSearch", "RetrievalSearch", "SearxngSearch", "SerperSearch", "TavilySearch"]
 
@@ -40,42 +38,12 @@ def _hit(title: Any, url: Any, snippet: Any, **extra: Any) -> dict[str, Any]:
     return hit
 
 
-class _ProviderSearch:
-    """Shared wiring: key from the constructor or env, base URL from constructor/env/default."""
+class _ProviderSearch(Provider):
+    """A search provider: the shared wiring (key, base URL, retries: see Provider), one request
+    per search, and its hits normalised in the provider's order."""
 
-    name: str
-    tool: str = SEARCH
-    key_env: ClassVar[str | None] = None
-    base_env: ClassVar[str]
-    default_base: ClassVar[str | None]
+    tool = SEARCH
     max_num: ClassVar[int] = 100
-
-    def __init__(
-        self,
-        *,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        timeout: float = 20.0,
-        retries: int = 3,
-        backoff: float = 0.5,
-    ) -> None:
-        self._key = require_env(self.name, self.key_env, api_key) if self.key_env else None
-        base = base_url or os.environ.get(self.base_env) or self.default_base
-        if not base:
-            err = MissingCredentialError(self.name, self.base_env)
-            err.message = (
-                f"the {self.name} backend needs a base URL, but {self.base_env} is not set"
-            )
-            err.hint = f"export {self.base_env}=http://host:port , or pass base_url=..."
-            err.args = (err.message,)
-            raise err
-        self.base_url = base.rstrip("/")
-        policy = RetryPolicy(timeout=timeout, retries=retries, backoff=backoff)
-        self._http = HttpClient(self.name, policy, auth_env=self.key_env, secrets=self.secrets)
-
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        return (self._key,) if self._key else ()
 
     async def handle(self, args: Mapping[str, Any]) -> Response:
         query = str(args["query"])

@@ -21,8 +21,9 @@ from typing import Any
 import httpx
 
 from .._canonical import VISIT
-from ._base import Response, require_env, visit_data
-from ._http import DEFAULT_MAX_BYTES, Fetched, HttpClient, RetryPolicy, redact_url
+from ._base import Response, visit_data
+from ._http import DEFAULT_MAX_BYTES, Fetched, redact_url
+from ._provider import Provider
 
 __all__ = ["DirectFetch", "JinaReader", "SerperScrape", "decode_body", "extract_text"]
 
@@ -169,20 +170,53 @@ def _extract_pdf(body: bytes) -> tuple[str, str, str]:
     return title.strip(), "\n\n".join(p.strip() for p in pages if p.strip()), "pypdf"
 
 
-class DirectFetch:
+class _ProviderVisit(Provider):
+    """A visit backend: the shared wiring (see Provider), URLs checked before any request (a
+    refused one is a recorded answer), and the provider's own failure to read a page (HTTP 4xx
+    or 5xx from the provider) kept as the answer, with its message."""
+
+    tool = VISIT
+    default_timeout = 60.0
+
+    async def handle(self, args: Mapping[str, Any]) -> Response:
+        url, error = _check_url(str(args["url"]))
+        if error is not None:
+            return _refused(url, error)
+        return await self._visit(url)
+
+    async def _visit(self, url: str) -> Response:
+        """Ask the provider for the page (accepting its 4xx as an answer), then read its reply."""
+        got = await self._request(url)
+        if got.status_code >= 400:
+            raw = _json_or_none(got)
+            data = visit_data(url=url, final_url=url, status_code=got.status_code,
+                              content_type="", title="", text="", raw=raw, extractor=self.name)
+            data["error"] = _provider_error(got, raw)
+            return Response(data, status=_status(got.status_code))
+        return self._read(url, got)
+
+    async def _request(self, url: str) -> Fetched:
+        raise NotImplementedError
+
+    def _read(self, url: str, got: Fetched) -> Response:
+        raise NotImplementedError
+
+
+class DirectFetch(_ProviderVisit):
     """GET the page itself (redirects followed, body capped at ``max_bytes``) and extract its
     main content: trafilatura for HTML, pypdf for PDF, text as is. The raw bytes are stored
-    beside the answer (``raw_blob``), so a better extractor can be run later without a refetch."""
+    beside the answer (``raw_blob``), so a better extractor can be run later without a refetch.
+    No provider stands between: the site's own 4xx and 5xx are extracted like any page."""
 
     name = "fetch"
-    tool = VISIT
+    default_timeout = 30.0
 
     def __init__(
         self,
         *,
         api_key: str | None = None,
         base_url: str | None = None,
-        timeout: float = 30.0,
+        timeout: float | None = None,
         retries: int = 3,
         backoff: float = 0.5,
         max_bytes: int = DEFAULT_MAX_BYTES,
@@ -190,28 +224,22 @@ class DirectFetch:
         user_agent: str = "Mozilla/5.0 (compatible; cirkit-recorders/0.1)",
         allow_private: bool | None = None,
     ) -> None:
+        """``api_key`` and ``base_url`` are accepted, so every backend takes the same options,
+        and unused."""
         if output_format not in ("markdown", "txt"):
             raise ValueError(f"unknown output_format {output_format!r}; valid: markdown, txt")
         if max_bytes < 1:
             raise ValueError(f"max_bytes must be positive, got {max_bytes!r}")
-        del api_key, base_url  # accepted so every backend takes the same options
         self.max_bytes = max_bytes
         self.output_format = output_format
         if allow_private is None:
             allow_private = os.environ.get("CIRKIT_ALLOW_PRIVATE_URLS", "") in ("1", "true")
         self.allow_private = allow_private
-        policy = RetryPolicy(timeout=timeout, retries=retries, backoff=backoff)
-        self._http = HttpClient(self.name, policy, user_agent=user_agent,
-                                guard=None if allow_private else refuse_private)
+        super().__init__(api_key=api_key, base_url=base_url, timeout=timeout, retries=retries,
+                         backoff=backoff, user_agent=user_agent,
+                         guard=None if allow_private else refuse_private)
 
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        return ()
-
-    async def handle(self, args: Mapping[str, Any]) -> Response:
-        url, error = _check_url(str(args["url"]))
-        if error is not None:
-            return _refused(url, error)
+    async def _visit(self, url: str) -> Response:
         try:
             got = await self._http.request(
                 "GET", url, headers={"Accept": _ACCEPT}, max_bytes=self.max_bytes,
@@ -264,46 +292,23 @@ def _json_or_none(got: Fetched) -> Any:
         return None
 
 
-class JinaReader:
+class JinaReader(_ProviderVisit):
     """Jina Reader (``r.jina.ai``): the page as markdown. A key is optional (higher limits)."""
 
     name = "jina"
-    tool = VISIT
+    key_env = "JINA_API_KEY"
+    key_required = False
+    base_env = "JINA_BASE_URL"
+    default_base = "https://r.jina.ai"
 
-    def __init__(
-        self,
-        *,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        timeout: float = 60.0,
-        retries: int = 3,
-        backoff: float = 0.5,
-    ) -> None:
-        self._key = api_key or os.environ.get("JINA_API_KEY") or None
-        base = base_url or os.environ.get("JINA_BASE_URL") or "https://r.jina.ai"
-        self.base_url = base.rstrip("/")
-        policy = RetryPolicy(timeout=timeout, retries=retries, backoff=backoff)
-        self._http = HttpClient(self.name, policy, auth_env="JINA_API_KEY", secrets=self.secrets)
-
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        return (self._key,) if self._key else ()
-
-    async def handle(self, args: Mapping[str, Any]) -> Response:
-        url, error = _check_url(str(args["url"]))
-        if error is not None:
-            return _refused(url, error)
+    async def _request(self, url: str) -> Fetched:
         headers = {"Accept": "application/json"}
         if self._key:
             headers["Authorization"] = f"Bearer {self._key}"
-        got = await self._http.request("GET", f"{self.base_url}/{url}", headers=headers,
-                                       accept_4xx=True)
-        if got.status_code >= 400:
-            raw = _json_or_none(got)
-            data = visit_data(url=url, final_url=url, status_code=got.status_code,
-                              content_type="", title="", text="", raw=raw, extractor="jina")
-            data["error"] = _provider_error(got, raw)
-            return Response(data, status=_status(got.status_code))
+        return await self._http.request("GET", f"{self.base_url}/{url}", headers=headers,
+                                        accept_4xx=True)
+
+    def _read(self, url: str, got: Fetched) -> Response:
         raw = self._http.parse_json(got, "GET")
         doc = raw.get("data") if isinstance(raw, Mapping) else None
         doc = doc if isinstance(doc, Mapping) else {}
@@ -318,47 +323,23 @@ class JinaReader:
         return Response(data, status=_status(code))
 
 
-class SerperScrape:
+class SerperScrape(_ProviderVisit):
     """Serper's scraper, the visit tool of the CIR demo; markdown is asked for and preferred."""
 
     name = "serper"
-    tool = VISIT
+    key_env = "SERPER_API_KEY"
+    base_env = "SERPER_SCRAPE_URL"
+    default_base = "https://scrape.serper.dev"
 
-    def __init__(
-        self,
-        *,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        timeout: float = 60.0,
-        retries: int = 3,
-        backoff: float = 0.5,
-    ) -> None:
-        self._key = require_env(self.name, "SERPER_API_KEY", api_key)
-        base = base_url or os.environ.get("SERPER_SCRAPE_URL") or "https://scrape.serper.dev"
-        self.base_url = base.rstrip("/")
-        policy = RetryPolicy(timeout=timeout, retries=retries, backoff=backoff)
-        self._http = HttpClient(self.name, policy, auth_env="SERPER_API_KEY",
-                                secrets=self.secrets)
-
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        return (self._key,)
-
-    async def handle(self, args: Mapping[str, Any]) -> Response:
-        url, error = _check_url(str(args["url"]))
-        if error is not None:
-            return _refused(url, error)
-        got = await self._http.request(
+    async def _request(self, url: str) -> Fetched:
+        assert self._key is not None
+        return await self._http.request(
             "POST", self.base_url + "/", json_body={"url": url, "includeMarkdown": True},
             headers={"X-API-KEY": self._key, "Content-Type": "application/json"},
             accept_4xx=True,
         )
-        if got.status_code >= 400:
-            raw = _json_or_none(got)
-            data = visit_data(url=url, final_url=url, status_code=got.status_code,
-                              content_type="", title="", text="", raw=raw, extractor="serper")
-            data["error"] = _provider_error(got, raw)
-            return Response(data, status=_status(got.status_code))
+
+    def _read(self, url: str, got: Fetched) -> Response:
         raw = self._http.parse_json(got)
         raw_map: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
         meta = raw_map.get("metadata")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from recorders import canonical_json, make_key, normalise_query, normalise_url
+from recorders import InvalidCallError, canonical_json, make_key, normalise_query, normalise_url
 
 
 def test_canonical_json_sorts_keys_and_drops_whitespace() -> None:
@@ -41,13 +42,13 @@ def test_query_normalisation_is_the_regex_one(query: str) -> None:
 @given(st.text(st.characters(exclude_categories=())),  # surrogates too
        st.integers(min_value=1, max_value=10**30))
 def test_the_search_key_is_the_sha256_of_the_canonical_document(query: str, num: int) -> None:
-    """The search key is written out by hand on the replay hot path: it must stay equal to the
-    generic form, for every string (quotes, control characters, surrogates, non-ASCII)."""
+    """The search key is the sha256 of the canonical document, for every string (quotes,
+    control characters, surrogates, non-ASCII): keys recorded before stay valid."""
     try:
         doc = canonical_json({"tool": "web_search",
                               "args": {"query": normalise_query(query), "num_results": num}})
-    except UnicodeEncodeError:  # a lone surrogate: neither form can make a key
-        with pytest.raises(UnicodeEncodeError):
+    except UnicodeEncodeError:  # a lone surrogate: no key, a clear error
+        with pytest.raises(InvalidCallError, match="lone surrogate"):
             make_key("web_search", {"query": query, "num_results": num})
         return
     assert make_key("web_search", {"query": query, "num_results": num})[0] == \
@@ -63,7 +64,7 @@ class _Int(int):
 
 
 def test_subclassed_search_args_give_the_plain_key() -> None:
-    """Only exact str/int take the hot path; subclasses go the generic way to the same key."""
+    """str and int subclasses give the key of the plain values."""
     plain = make_key("web_search", {"query": "night  watch ", "num_results": 3})
     assert make_key("web_search", {"query": _Str("night  watch "), "num_results": _Int(3)}) == plain
     assert make_key("web_search", {"query": "night watch"}) == \
@@ -104,3 +105,32 @@ def test_bad_search_args_are_rejected(args: dict[str, object]) -> None:
 def test_unknown_tool_lists_the_valid_ones() -> None:
     with pytest.raises(ValueError, match="web_search, web_visit, completion, code_exec"):
         make_key("web_fetch", {"url": "x"})
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(st.characters(
+        exclude_categories=("Cs",))),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
+                                                                max_size=4),
+    max_leaves=20,
+)
+
+
+@given(_JSON)
+def test_canonical_json_is_the_json_encoders_output(value: object) -> None:
+    """canonical_json runs the standard library's encoder built once: the same bytes as
+    ``JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))`` (keys made
+    before depend on it)."""
+    encoder = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"),
+                               allow_nan=False)
+    assert canonical_json(value) == encoder.encode(value).encode("utf-8")
+
+
+def test_canonical_json_refuses_what_json_cannot_hold() -> None:
+    with pytest.raises(ValueError, match="Out of range float"):
+        canonical_json({"x": float("nan")})
+    with pytest.raises(TypeError, match="Object of type set is not JSON serializable"):
+        canonical_json({"x": {1}})
+    with pytest.raises(UnicodeEncodeError):
+        canonical_json("\ud800")

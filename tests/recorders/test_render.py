@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from recorders import SEARCH, VISIT
-from recorders._render import RenderOptions, render
+from recorders import SEARCH, VISIT, RenderOptions, render
 
 
 def hit(i: int, host: str = "example.org") -> dict[str, str]:

@@ -78,23 +78,21 @@ def test_entry_version_mismatch_is_reported(tmp_path: Path) -> None:
         st._index.set("k", {**_entry(st).to_json(), "version": 99})
         with pytest.raises(StoreError, match="version 99"):
             st.get_entry("k")
-        for load in (st.load, st.load_json):  # replay's path checks it too
-            with pytest.raises(StoreError, match="version 99; this cirkit reads version 1"):
-                load("k")
+        with pytest.raises(StoreError, match="version 99; this cirkit reads version 1"):
+            st.load("k")  # replay's path checks it too
         assert st.verify().bad_entries[0][0] == "k"
 
 
-def test_load_json_is_load_with_the_entry_as_json(tmp_path: Path) -> None:
-    """Replay reads the entry as the JSON object the index holds (no Entry is built): the same
-    fields and the same verified blob bytes as ``load``."""
+def test_load_reads_the_same_writable_and_read_only(tmp_path: Path) -> None:
+    """Replay's one path: the entry as recorded and its verified blob bytes, whichever index
+    reads them."""
     with Store(tmp_path / "s") as st:
         e = _entry(st, b'{"data":{}}', status="error")
         st.put_entry("k", e)
     for readonly in (False, True):
         with Store(tmp_path / "s", readonly=readonly) as st:
-            assert st.load_json("k") == (e.to_json(), b'{"data":{}}')
             assert st.load("k") == (e, b'{"data":{}}')
-            assert st.load_json("missing") is None and st.load("missing") is None
+            assert st.load("missing") is None
 
 
 def test_info_and_sorted_keys(tmp_path: Path) -> None:
