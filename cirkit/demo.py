@@ -218,7 +218,7 @@ def _corpus(run: _Run) -> tuple[Any, Any]:
         if run.opts.replay is not None:
             said.append("skipped: in replay the store answers every tool call")
             return None, None
-        from recorders.backends._local import LocalSearch
+        from recorders.backends import LocalSearch
 
         search, visit = make_backend(SEARCH, "local"), make_backend(VISIT, "local")
         asyncio.run(search.handle({"query": "warm up", "num_results": 1}))

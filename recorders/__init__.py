@@ -28,14 +28,16 @@ from ._modes import Mode
 from ._pack import PackResult, UnpackResult, pack, read_manifest, unpack
 from ._recorder import Fetch, Recorder, ToolResult
 from ._render import RENDERER_VERSION, RenderOptions, render
-from ._store import Entry, Store, StoreInfo, VerifyReport
+from ._store import ENTRY_VERSION, STORE_VERSION, Entry, Store, StoreInfo, VerifyReport
 from .backends import Backend, InMemoryBackend, Response, make_backend
 
 __all__ = [
     "COMPLETION",
+    "ENTRY_VERSION",
     "EXECUTION",
     "RENDERER_VERSION",
     "SEARCH",
+    "STORE_VERSION",
     "VISIT",
     "Backend",
     "BackendError",

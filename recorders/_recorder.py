@@ -14,7 +14,7 @@ from ._errors import InvalidCallError, RecordersError, ReplayMissError, StoreErr
 from ._modes import Mode
 from ._render import RenderOptions, render
 from ._store import Entry, Store
-from .backends._base import Backend, Response
+from .backends import Backend, Response
 
 __all__ = ["Fetch", "Recorder", "ToolResult", "scrub"]
 

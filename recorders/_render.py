@@ -2,7 +2,7 @@
 
 The store keeps what the provider returned; what the model sees is rendered here, under a
 version number, so a rendering change needs a new version, not a re-recording. Version 1 follows
-the II-Search-CIR demo (see cir-reference.md): search hits as
+the II-Search-CIR demo (II-Researcher's search client; see docs/concepts/store.md): search hits as
 ``"\\nIndex: {i}\\nURL: {link}\\nTitle: {title}\\nPreview: {snippet}\\n"``, visits as page text with
 markdown links and images removed, blank lines dropped, cut to the first 5000 words.
 """

@@ -223,7 +223,9 @@ class Store:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise StoreError(f"cannot create the store at {self.path}: {e.strerror}") from e
+            raise StoreError(f"cannot create the store at {self.path}: {e.strerror}",
+                             hint="choose a store directory you can create and write to",
+                             setting="store") from e
         with FileLock(str(self.path / ".init.lock")):
             marker = self.path / _MARKER
             if marker.exists():

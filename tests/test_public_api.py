@@ -6,7 +6,8 @@ import recorders.backends
 
 def test_recorders_public_names() -> None:
     assert sorted(recorders.__all__) == sorted([
-        "COMPLETION", "EXECUTION", "Fetch", "RENDERER_VERSION", "SEARCH", "VISIT", "Backend",
+        "COMPLETION", "ENTRY_VERSION", "EXECUTION", "Fetch", "RENDERER_VERSION", "SEARCH",
+        "STORE_VERSION", "VISIT", "Backend",
         "BackendError", "BlobCorruptError",
         "Entry", "InMemoryBackend", "InvalidCallError", "MissingCredentialError", "Mode",
         "PackError", "PackResult",
@@ -17,6 +18,19 @@ def test_recorders_public_names() -> None:
     ])
     for name in recorders.__all__:
         assert getattr(recorders, name) is not None
+
+
+def test_backends_public_names() -> None:
+    assert sorted(recorders.backends.__all__) == sorted([
+        "DEFAULT_MAX_BYTES", "SEARCH_BACKENDS", "VISIT_BACKENDS", "Backend", "BraveSearch",
+        "Corpus", "DirectFetch", "HttpClient", "InMemoryBackend", "JinaReader", "LocalSearch",
+        "LocalVisit", "Response", "RetrievalSearch", "RetryPolicy", "SearxngSearch",
+        "SerperScrape", "SerperSearch", "TavilySearch", "build_demo_corpus", "cache_dir",
+        "clear_memory_caches", "decode_body", "demo_corpus_path", "extract_text", "load_index",
+        "make_backend", "redact_url", "require_env", "start_retrieval_server",
+    ])
+    for name in recorders.backends.__all__:
+        assert getattr(recorders.backends, name) is not None
 
 
 def test_backend_registry() -> None:
@@ -80,7 +94,7 @@ def test_cirkit_public_names() -> None:
         "cirkit.tokenizer": ["TOKENIZER_FILES", "ModelTokenizer", "TokenizerLoadError",
                              "load_tokenizer"],
         "cirkit.datasets": ["BUILD_FORMAT_VERSION", "BuildResult", "BuildTokenizer", "Filter",
-                            "discover_inputs",
+                            "TRAJECTORY_SCHEMA", "discover_inputs", "join_ids", "parse_verdict",
                             "FilterStats", "Funnel", "IGNORE_INDEX", "RLOptions", "RejectSink",
                             "SFTOptions", "SFTRow", "SFT_SCHEMA", "Verdict", "build_rl",
                             "build_sft", "fingerprint", "load_eval_questions",

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from recorders import SEARCH, VISIT, ToolResult
+from recorders import SEARCH, VISIT, ToolResult, make_key
 
 from ._errors import Group
 from ._options import RecorderOptions, recorder_options
@@ -22,6 +22,7 @@ def tools() -> None:
 
 
 def _run(tool: str, args: dict[str, Any], *, as_json: bool, recorder: RecorderOptions) -> None:
+    make_key(tool, args)  # a call that cannot be made fails before any store is created
     with recorder.open(tools=(tool,)) as rec:
         result: ToolResult = asyncio.run(rec.call(tool, args))
     if as_json:

@@ -17,17 +17,18 @@ from ._options import RLOptions, SFTOptions
 if TYPE_CHECKING:
     from ._common import BUILD_FORMAT_VERSION, BuildResult
     from ._filters import Filter, FilterStats, Funnel, RejectSink, Verdict, normalize_answer
-    from ._io import discover_inputs, fingerprint
+    from ._io import TRAJECTORY_SCHEMA, discover_inputs, fingerprint
     from ._report import rich_report
     from ._rl import build_rl, load_eval_questions, rl_schema
-    from ._rows import SFTRow
+    from ._rows import SFTRow, parse_verdict
     from ._sft import SFT_SCHEMA, build_sft
-    from ._tokenize import IGNORE_INDEX, BuildTokenizer, split_pieces
+    from ._tokenize import IGNORE_INDEX, BuildTokenizer, join_ids, split_pieces
 
 __all__ = [
     "BUILD_FORMAT_VERSION",
     "IGNORE_INDEX",
     "SFT_SCHEMA",
+    "TRAJECTORY_SCHEMA",
     "BuildResult",
     "BuildTokenizer",
     "Filter",
@@ -42,8 +43,10 @@ __all__ = [
     "build_sft",
     "discover_inputs",
     "fingerprint",
+    "join_ids",
     "load_eval_questions",
     "normalize_answer",
+    "parse_verdict",
     "rich_report",
     "rl_schema",
     "split_pieces",
@@ -53,7 +56,8 @@ _LAZY = {
     "BUILD_FORMAT_VERSION": "._common", "BuildResult": "._common", "Filter": "._filters",
     "FilterStats": "._filters", "Funnel": "._filters", "RejectSink": "._filters",
     "Verdict": "._filters", "normalize_answer": "._filters", "fingerprint": "._io",
-    "discover_inputs": "._io",
+    "discover_inputs": "._io", "TRAJECTORY_SCHEMA": "._io", "parse_verdict": "._rows",
+    "join_ids": "._tokenize",
     "rich_report": "._report", "build_rl": "._rl", "load_eval_questions": "._rl",
     "rl_schema": "._rl", "SFTRow": "._rows", "SFT_SCHEMA": "._sft", "build_sft": "._sft",
     "IGNORE_INDEX": "._tokenize", "BuildTokenizer": "._tokenize", "split_pieces": "._tokenize",

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from recorders import RENDERER_VERSION, RecordersError, canonical_json
-from recorders.backends._corpus import cache_dir as _cache_root
+from recorders.backends import cache_dir as _cache_root
 
 from ..cir import BUILTIN_TEMPLATE, validate
 from ..errors import CirkitError, EnvError

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from recorders import SEARCH, VISIT, render
-from recorders.backends._local import LocalSearch, LocalVisit
+from recorders.backends import LocalSearch, LocalVisit
 
 from ..cir import CODE_CLOSE, CODE_OPEN, THINK_CLOSE, THINK_OPEN, continuation, render_messages
 

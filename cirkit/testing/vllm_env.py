@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from recorders.backends._corpus import cache_dir as _cache_root
+from recorders.backends import cache_dir as _cache_root
 
 from ..errors import EnvError
 

@@ -172,18 +172,32 @@ def _doc_from_row(row: Mapping[str, Any], index: int) -> Doc:
 
 
 def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """Rows of a (gzip'd) JSONL corpus; a line that is not UTF-8 or not a JSON object is an
+    error naming the file and line."""
+    fix = "give a Search-R1 corpus: UTF-8 JSONL, one {id, contents} object per line"
     opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise RecordersError(f"{path}:{n}: not valid JSON ({e.msg})") from e
-            if not isinstance(row, dict):
-                raise RecordersError(f"{path}:{n}: a corpus row must be a JSON object")
-            yield row
+    try:
+        with opener(path, "rb") as f:
+            for n, raw in enumerate(f, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise RecordersError(f"{path}:{n}: not UTF-8 (byte {e.start})",
+                                         hint=fix, setting="corpus") from None
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise RecordersError(f"{path}:{n}: not valid JSON ({e.msg})", hint=fix,
+                                         setting="corpus") from e
+                if not isinstance(row, dict):
+                    raise RecordersError(f"{path}:{n}: a corpus row must be a JSON object",
+                                         hint=fix, setting="corpus")
+                yield row
+    except (OSError, EOFError) as e:  # a damaged gzip stream, an unreadable file
+        raise RecordersError(f"cannot read the corpus {path}: {e}", hint=fix,
+                             setting="corpus") from None
 
 
 def _read_parquet(path: Path) -> list[dict[str, Any]]:
@@ -194,9 +208,14 @@ def _read_parquet(path: Path) -> list[dict[str, Any]]:
             f"reading the parquet corpus {path} needs pyarrow",
             hint="pip install pyarrow, or convert the corpus to JSONL",
         ) from e
-    names = set(pq.read_schema(path).names)
-    cols = [c for c in ("id", "contents", "url") if c in names]
-    rows: list[dict[str, Any]] = pq.read_table(path, columns=cols).to_pylist()
+    try:
+        names = set(pq.read_schema(path).names)
+        cols = [c for c in ("id", "contents", "url") if c in names]
+        rows: list[dict[str, Any]] = pq.read_table(path, columns=cols).to_pylist()
+    except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
+        raise RecordersError(f"{path} is not a readable parquet corpus: {e}",
+                             hint="give a parquet file with id and contents columns, or JSONL",
+                             setting="corpus") from None
     return rows
 
 

@@ -116,7 +116,7 @@ def test_a_tool_call_is_sorted_as_the_store_gives_it() -> None:
 
 
 def test_the_builders_read_a_typed_subset() -> None:
-    from cirkit.datasets._io import TRAJECTORY_SCHEMA
+    from cirkit.datasets import TRAJECTORY_SCHEMA
 
     assert polars_schema(TRAJECTORY_SCHEMA) == TRAJECTORY_SCHEMA
     assert TRAJECTORY_SCHEMA["ground_truth"] == pl.String  # varying JSON type: text
@@ -154,7 +154,7 @@ def test_the_layout_is_named_in_one_place(tmp_path: Path) -> None:
 
 
 def test_writer_and_builders_use_the_layout(tmp_path: Path) -> None:
-    from cirkit.datasets._io import discover_inputs
+    from cirkit.datasets import discover_inputs
     from cirkit.rollout import RolloutWriter, read_trajectories
 
     w = RolloutWriter(tmp_path / "run", shard_size=2)

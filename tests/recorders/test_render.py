@@ -1,4 +1,5 @@
-"""The versioned renderer: the model-facing text, byte for byte as cir-reference.md gives it."""
+"""The versioned renderer: the model-facing text, byte for byte as the II-Researcher demo
+renders it (docs/concepts/store.md)."""
 
 from __future__ import annotations
 

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from recorders import BlobCorruptError, Entry, Store, StoreError
-from recorders._store import ENTRY_VERSION
+from recorders import ENTRY_VERSION, BlobCorruptError, Entry, Store, StoreError
 
 
 def _entry(store: Store, payload: bytes = b'{"x":1}', **kw: object) -> Entry:

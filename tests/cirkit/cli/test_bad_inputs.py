@@ -97,12 +97,13 @@ def _copy_store(src: Path, dest: Path) -> Path:
 
 
 def corrupt_index(i: Inputs) -> Path:
-    """A store whose SQLite index has a damaged page in the middle."""
+    """A store whose SQLite index has every page but the first damaged (each page's header
+    overwritten: a small index has free pages, whose damage SQLite rightly never sees)."""
     dest = _copy_store(i.good_store, i.root / "corrupt-index")
     db = next(dest.rglob("cache.db"))
     data = bytearray(db.read_bytes())
-    mid = len(data) // 2
-    data[mid:mid + 512] = b"\xde\xad\xbe\xef" * 128
+    for page in range(4096, len(data), 4096):
+        data[page:page + 64] = b"\xff" * 64
     db.write_bytes(bytes(data))
     return dest
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from cirkit.cli import Cli
-from cirkit.cli._build import build
+from cirkit.cli import Cli, build
 from cirkit.rollout import ChatTokenizer
 
 from .conftest import ANSWER, CODE, OBS, cir_text, trajectory, write_jsonl

@@ -17,8 +17,8 @@ from cirkit.datasets import (
     Verdict,
     build_sft,
     normalize_answer,
+    parse_verdict,
 )
-from cirkit.datasets._rows import parse_verdict
 from cirkit.rollout import ChatTokenizer
 
 from .conftest import ANSWER, CODE, CODE2, DATE, OBS, OBS2, THINK, cir_text, trajectory, write_jsonl

@@ -9,8 +9,14 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from cirkit.cir import parse, render_messages
-from cirkit.datasets import IGNORE_INDEX, SFT_SCHEMA, BuildResult, BuildTokenizer, build_sft
-from cirkit.datasets._sft import SFTOptions
+from cirkit.datasets import (
+    IGNORE_INDEX,
+    SFT_SCHEMA,
+    BuildResult,
+    BuildTokenizer,
+    SFTOptions,
+    build_sft,
+)
 from cirkit.rollout import ChatTokenizer
 
 from .conftest import (

@@ -10,8 +10,7 @@ import pyarrow as pa
 import pytest
 
 from cirkit.cir import render_messages
-from cirkit.datasets import IGNORE_INDEX, BuildTokenizer, split_pieces
-from cirkit.datasets._tokenize import join_ids
+from cirkit.datasets import IGNORE_INDEX, BuildTokenizer, join_ids, split_pieces
 from cirkit.rollout import ChatTokenizer
 
 from .conftest import ANSWER, CODE, CODE2, OBS, OBS2, cir_text

@@ -146,7 +146,7 @@ def test_a_run_killed_with_sigkill_resumes_and_keeps_what_it_finished(
 def test_the_server_killed_mid_run_gives_errors_in_records_not_a_crash(
         vllm_server: VllmHandle, tmp_path: Path) -> None:
     """A second server of the same model, killed while the run goes on."""
-    from cirkit.llm._server import VllmServer
+    from cirkit.llm import VllmServer
 
     qs = _questions(tmp_path / "q.jsonl", 16)
     server = VllmServer(vllm_server.model_dir, python=vllm_server.python,

@@ -24,7 +24,7 @@ from cirkit.testing.traces import (
 )
 from cirkit.tokenizer import ModelTokenizer
 from recorders import SEARCH, VISIT, render
-from recorders.backends._local import LocalSearch, LocalVisit
+from recorders.backends import LocalSearch, LocalVisit
 
 
 @pytest.fixture(scope="module")

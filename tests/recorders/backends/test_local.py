@@ -17,9 +17,16 @@ from typing import Any
 import pytest
 
 from recorders import Recorder, RecordersError, Store, make_backend
-from recorders.backends._corpus import Corpus, build_demo_corpus, demo_corpus_path
-from recorders.backends._local import LocalSearch, LocalVisit, clear_memory_caches, load_index
-from recorders.backends._retrieval_server import start_server
+from recorders.backends import (
+    Corpus,
+    LocalSearch,
+    LocalVisit,
+    build_demo_corpus,
+    clear_memory_caches,
+    demo_corpus_path,
+    load_index,
+)
+from recorders.backends import start_retrieval_server as start_server
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -217,7 +224,7 @@ def test_make_backend_builds_the_local_pair(corpus_file: Path) -> None:
 _RUN_SEARCHES = """
 import asyncio, sys
 from recorders import canonical_json
-from recorders.backends._local import LocalSearch
+from recorders.backends import LocalSearch
 s = LocalSearch(corpus=sys.argv[1], cache_dir=sys.argv[2])
 for q in ("night watch painting", "highest mountain", "marmalade", "the", "Eiffel Paris"):
     sys.stdout.buffer.write(canonical_json(asyncio.run(s.handle({"query": q})).data) + b"\\n")

@@ -12,13 +12,15 @@ from typing import Any
 import pytest
 
 from recorders import BackendError, MissingCredentialError, Recorder, Store, make_backend
-from recorders.backends._http import HttpClient, RetryPolicy, redact_url
-from recorders.backends._search_providers import (
+from recorders.backends import (
     BraveSearch,
+    HttpClient,
     RetrievalSearch,
+    RetryPolicy,
     SearxngSearch,
     SerperSearch,
     TavilySearch,
+    redact_url,
 )
 from tests.servers.providers import API_KEY, Providers, fake_hits
 

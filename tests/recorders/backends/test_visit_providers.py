@@ -13,18 +13,16 @@ from typing import Any
 import pytest
 
 from recorders import Backend, BackendError, MissingCredentialError, Recorder, Store, make_backend
-from recorders.backends._http import DEFAULT_MAX_BYTES
-from recorders.backends._search_providers import (
+from recorders.backends import (
+    DEFAULT_MAX_BYTES,
     BraveSearch,
-    RetrievalSearch,
-    SearxngSearch,
-    SerperSearch,
-    TavilySearch,
-)
-from recorders.backends._visit_providers import (
     DirectFetch,
     JinaReader,
+    RetrievalSearch,
+    SearxngSearch,
     SerperScrape,
+    SerperSearch,
+    TavilySearch,
     decode_body,
 )
 from tests.servers.providers import API_KEY, PROVIDER_COOKIE, Providers
