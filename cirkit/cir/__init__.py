@@ -66,7 +66,7 @@ from ._validate import (
 )
 
 if TYPE_CHECKING:
-    from ..tokenizer import TokenizerLoadError, load_tokenizer
+    from cirkit.tokenizer import TokenizerLoadError, load_tokenizer
 
 __all__ = [
     "BUILTIN_TEMPLATE",
@@ -131,7 +131,7 @@ _LAZY = {"TokenizerLoadError", "load_tokenizer"}  # cirkit.tokenizer's: kept imp
 def __getattr__(name: str) -> Any:
     if name not in _LAZY:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from .. import tokenizer
+    from cirkit import tokenizer
 
     value = getattr(tokenizer, name)
     globals()[name] = value

@@ -28,7 +28,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InputError
+from cirkit.errors import InputError
+
 from ._card import CARD
 from ._dialect import Dialect, get_dialect
 from ._format import END_CODE, START_CODE, THINK_CLOSE

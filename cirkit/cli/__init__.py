@@ -7,10 +7,10 @@ from typing import Any
 
 import click
 
+from cirkit import __version__
+from cirkit.errors import CirkitError
 from recorders import RecordersError
 
-from .. import __version__
-from ..errors import CirkitError
 from ._build import build
 from ._demo import demo
 from ._errors import Group, fail, leaf_command

@@ -17,8 +17,9 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from ..cir import DIALECTS
-from ..datasets import RLOptions, SFTOptions
+from cirkit.cir import DIALECTS
+from cirkit.datasets import RLOptions, SFTOptions
+
 from ._errors import Group
 
 __all__ = ["build"]
@@ -61,7 +62,7 @@ def _progress(console: Console, bytes_mode: bool) -> Progress:
 
 
 def _done(result: Any) -> None:
-    from ..datasets import rich_report
+    from cirkit.datasets import rich_report
 
     out = Console(highlight=False)
     out.print(rich_report(result.report))
@@ -97,7 +98,7 @@ def sft(inputs: tuple[Path, ...], tokenizer: str, out: Path, split: str, shard_r
         train_on_observations: bool) -> None:
     """SFT rows from INPUTS: rollout directories, trajectory JSONL/parquet, or text-only
     traces (messages, or prompt/question + response/completion)."""
-    from ..datasets import BuildTokenizer, build_sft, discover_inputs
+    from cirkit.datasets import BuildTokenizer, build_sft, discover_inputs
 
     opts = SFTOptions(max_tokens=max_tokens, max_code_blocks=max_code_blocks,
                       require_correct=require_correct,
@@ -137,7 +138,7 @@ def rl(questions: tuple[Path, ...], tokenizer: str, out: Path, split: str, shard
        max_total_tokens: int, max_code_blocks: int, ability: str) -> None:
     """verl RL rows from QUESTIONS (JSONL/CSV/TSV/parquet with a question and a ground truth;
     SimpleQA, Frames, Search-R1 and verl files as published)."""
-    from ..datasets import BuildTokenizer, build_rl
+    from cirkit.datasets import BuildTokenizer, build_rl
 
     opts = RLOptions(max_prompt_tokens=max_tokens, max_response_tokens=max_response_tokens,
                      max_total_tokens=max_total_tokens, max_code_blocks=max_code_blocks,

@@ -41,7 +41,7 @@ def demo(out: Path, quick: bool, model: str | None, base_url: str | None,
 
     Each stage prints what it did and how long it took; a failure names the stage and the fix.
     """
-    from ..demo import DemoOptions, run_demo
+    from cirkit.demo import DemoOptions, run_demo
 
     if replay is not None and (model or base_url or quick or samples):
         raise click.UsageError("--replay takes its settings from the recorded run's demo.json; "

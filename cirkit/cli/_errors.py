@@ -14,9 +14,8 @@ from typing import NoReturn
 
 import click
 
+from cirkit.errors import CirkitError
 from recorders import COMPLETION, RecordersError
-
-from ..errors import CirkitError
 
 __all__ = ["Group", "KnownError", "fail", "leaf_command", "option_for", "render"]
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import click
 
+from cirkit.cir import CARD, START_CODE, parse, wrap_observation
+from cirkit.sandbox import ExecResult, Limits, MiB, Sandbox
 from recorders import Mode, Recorder
 
-from ..cir import CARD, START_CODE, parse, wrap_observation
-from ..sandbox import ExecResult, Limits, MiB, Sandbox
 from ._options import RecorderOptions, recorder_options
 
 __all__ = ["exec_cmd"]
@@ -35,8 +35,8 @@ def _code_of(text: str) -> str:
 def _observation(r: ExecResult, tokenizer: str | None, max_tokens: int) -> str:
     if tokenizer is None:  # no token budget without the model's tokenizer
         return wrap_observation(r.stdout + r.stderr)
-    from ..cir import make_observation
-    from ..tokenizer import load_tokenizer
+    from cirkit.cir import make_observation
+    from cirkit.tokenizer import load_tokenizer
 
     tok = load_tokenizer(tokenizer)
     return make_observation(r.stdout, r.stderr, error=r.notice, tokenizer=tok,

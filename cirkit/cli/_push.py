@@ -31,7 +31,7 @@ def push(folder: Path, repo_id: str, private: bool, revision: str | None, dry_ru
 
     The token comes from HF_TOKEN or `hf auth login`; HF_ENDPOINT selects a mirror.
     """
-    from ..hub import push_folder
+    from cirkit.hub import push_folder
 
     r = push_folder(folder, repo_id, private=private, revision=revision, dry_run=dry_run,
                     with_store=with_store, commit_message=message)
@@ -60,7 +60,7 @@ def push(folder: Path, repo_id: str, private: bool, revision: str | None, dry_ru
               help="Unpack the repo's store/store.cirpack into this store (created if needed).")
 def pull(repo_id: str, dest: Path, revision: str | None, store_dir: Path | None) -> None:
     """Download the dataset REPO_ID into DEST (and its replay store, with --store)."""
-    from ..hub import pull as pull_repo
+    from cirkit.hub import pull as pull_repo
 
     r = pull_repo(repo_id, dest, revision=revision, with_store=store_dir)
     con = Console(highlight=False)

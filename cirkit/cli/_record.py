@@ -10,10 +10,10 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from cirkit.inputs import read_calls
 from recorders import Recorder, RecordersError
 from recorders.backends import LocalSearch
 
-from ..inputs import read_calls
 from ._options import RecorderOptions, recorder_options
 
 __all__ = ["record"]

@@ -8,12 +8,12 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from cirkit.cir import DEFAULT_DATE, DIALECTS
+from cirkit.errors import CirkitError
+from cirkit.llm import Sampling
+from cirkit.rollout import RolloutConfig, RolloutLimits
 from recorders import Mode, Recorder
 
-from ..cir import DEFAULT_DATE, DIALECTS
-from ..errors import CirkitError
-from ..llm import Sampling
-from ..rollout import RolloutConfig, RolloutLimits
 from ._options import RecorderOptions, recorder_options
 
 __all__ = ["rollout"]
@@ -72,9 +72,9 @@ def rollout(questions: Path, out: Path, model: str, base_urls: tuple[str, ...],
 
     With --tools-mode replay --llm-mode replay a run needs no server and no network, and gives
     byte-identical output."""
-    from ..cir import PromptTemplate
-    from ..rollout import RolloutJob, load_questions, run_job
-    from ..tokenizer import ModelTokenizer
+    from cirkit.cir import PromptTemplate
+    from cirkit.rollout import RolloutJob, load_questions, run_job
+    from cirkit.tokenizer import ModelTokenizer
 
     tools_mode = recorder.mode
     llm_mode = recorder.llm_mode or tools_mode

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from ..llm import VllmServer, VllmServerError, card_rope_scaling
+from cirkit.llm import VllmServer, VllmServerError, card_rope_scaling
 
 __all__ = ["parse_rope_scaling", "serve"]
 

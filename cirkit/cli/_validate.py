@@ -16,9 +16,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from ..cir import CARD, DIALECTS, PROBLEM_CODES, Problem, is_valid
-from ..cir import validate as validate_trace
-from ..inputs import TraceField, read_traces
+from cirkit.cir import CARD, DIALECTS, PROBLEM_CODES, Problem, is_valid
+from cirkit.cir import validate as validate_trace
+from cirkit.inputs import TraceField, read_traces
 
 __all__ = ["validate"]
 

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
-from ..cir import BUILTIN_TEMPLATE, PromptTemplate, format_date
+from cirkit import __version__
+from cirkit.cir import BUILTIN_TEMPLATE, PromptTemplate, format_date
+
 from ._card import write_build_manifest, write_card
 from ._filters import Filter, Funnel
 from ._io import ShardWriter, fingerprint

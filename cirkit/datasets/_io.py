@@ -24,9 +24,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import InputError
-from ..inputs import file_columns
-from ..trajectory import RolloutDir, polars_schema
+from cirkit.errors import InputError
+from cirkit.inputs import file_columns
+from cirkit.trajectory import RolloutDir, polars_schema
 
 __all__ = [
     "TRAJECTORY_SCHEMA",

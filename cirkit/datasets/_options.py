@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..cir import CARD, DEFAULT_DATE
+from cirkit.cir import CARD, DEFAULT_DATE
 
 __all__ = ["RLOptions", "SFTOptions"]
 

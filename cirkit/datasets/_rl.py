@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..inputs import Question, read_questions
+from cirkit.inputs import Question, read_questions
+
 from ._common import BuildResult, Plot, finish_build, load_template, prompt_info, tokenizer_info
 from ._filters import Filter, Funnel, RejectSink, Verdict, normalize_answer
 from ._io import ShardWriter

@@ -16,9 +16,10 @@ from typing import Any
 import orjson
 import polars as pl
 
-from ..cir import PromptTemplate, Segment, parse, render_messages
-from ..inputs import TextTrace
-from ..inputs import question_id as _question_id
+from cirkit.cir import PromptTemplate, Segment, parse, render_messages
+from cirkit.inputs import TextTrace
+from cirkit.inputs import question_id as _question_id
+
 from ._io import TRAJECTORY_SCHEMA
 from ._tokenize import BuildTokenizer
 

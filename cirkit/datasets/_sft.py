@@ -24,7 +24,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from ..inputs import read_trace_blocks
+from cirkit.inputs import read_trace_blocks
+
 from ._common import BuildResult, Plot, finish_build, load_template, prompt_info, tokenizer_info
 from ._filters import Funnel, RejectSink
 from ._io import InputFile, ShardWriter, discover_inputs, iter_frames, prefetch

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..cir import validate
+from cirkit.cir import validate
+
 from ._filters import Filter, Verdict, normalize_answer
 from ._rows import SFTRow
 

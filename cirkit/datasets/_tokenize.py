@@ -18,8 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..cir import Segment, parse
-from ..tokenizer import ModelTokenizer
+from cirkit.cir import Segment, parse
+from cirkit.tokenizer import ModelTokenizer
 
 __all__ = ["IGNORE_INDEX", "BuildTokenizer", "Joined", "join_ids", "split_pieces"]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..errors import HubError
+from cirkit.errors import HubError
 
 __all__ = [
     "DATA_SUFFIXES",

@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..cir import TOOLS, Tool, get_tool
-from ..errors import InputError
+from cirkit.cir import TOOLS, Tool, get_tool
+from cirkit.errors import InputError
+
 from ._read import RowError, file_format, iter_rows
 
 __all__ = ["CALL_TOOL_NAMES", "call_from_row", "read_calls"]

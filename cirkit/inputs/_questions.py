@@ -17,7 +17,8 @@ from typing import Any
 
 import orjson
 
-from ..errors import InputError
+from cirkit.errors import InputError
+
 from ._fields import ID_FIELDS, QUESTION_FIELDS, SOURCE_FIELDS, answer_of, nested, present
 from ._read import iter_rows
 from ._traces import chat_messages

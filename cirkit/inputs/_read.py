@@ -23,7 +23,7 @@ from typing import IO, Any, Literal
 
 import orjson
 
-from ..errors import InputError
+from cirkit.errors import InputError
 
 __all__ = [
     "FORMATS",

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..errors import InputError
+from cirkit.errors import InputError
+
 from ._fields import answer_of
 from ._read import RowError, Source, file_format, iter_row_blocks
 

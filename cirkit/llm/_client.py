@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from cirkit.errors import ModelServerError
 from recorders import COMPLETION, Mode, Recorder, Response, canonical_json
 
-from ..errors import ModelServerError
 from ._types import Completion, CompletionClient, Sampling
 
 __all__ = ["BACKEND_NAME", "LLMError", "ModelNotFoundError", "OpenAICompletionClient",

@@ -27,7 +27,8 @@ from typing import Any
 
 import httpx
 
-from ..errors import ModelServerError
+from cirkit.errors import ModelServerError
+
 from .affinity import Placement, place_engine_core
 
 __all__ = [

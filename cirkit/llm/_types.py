@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..cir import CARD
+from cirkit.cir import CARD
 
 __all__ = ["Completion", "CompletionClient", "Sampling"]
 

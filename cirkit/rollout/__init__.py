@@ -5,10 +5,11 @@ The loop (:func:`run_rollout`) needs only a :class:`Generate` callable and a :da
 the record it returns is a :class:`cirkit.trajectory.Trajectory`.
 """
 
-from ..inputs import Question
-from ..inputs import read_questions as load_questions
-from ..tokenizer import ModelTokenizer
-from ..trajectory import ROLLOUT_FORMAT_VERSION, trajectory_id
+from cirkit.inputs import Question
+from cirkit.inputs import read_questions as load_questions
+from cirkit.tokenizer import ModelTokenizer
+from cirkit.trajectory import ROLLOUT_FORMAT_VERSION, trajectory_id
+
 from ._engine import Generate, RolloutConfig, RolloutLimits, run_rollout
 from ._exec import CodeRun, Runner, exec_runner
 from ._job import RolloutJob, run_job

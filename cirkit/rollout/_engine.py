@@ -14,7 +14,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from ..cir import (
+from cirkit.cir import (
     BUILTIN_TEMPLATE,
     CARD,
     END_CODE,
@@ -25,10 +25,11 @@ from ..cir import (
     pending_code,
     render_messages,
 )
-from ..inputs import Question
-from ..llm import Completion, Sampling, derive_seed
-from ..tokenizer import ModelTokenizer
-from ..trajectory import CodeBlock, FinishReason, Trajectory, trajectory_id
+from cirkit.inputs import Question
+from cirkit.llm import Completion, Sampling, derive_seed
+from cirkit.tokenizer import ModelTokenizer
+from cirkit.trajectory import CodeBlock, FinishReason, Trajectory, trajectory_id
+
 from ._exec import CodeRun, Runner, no_code_run
 
 __all__ = ["Generate", "RolloutConfig", "RolloutLimits", "run_rollout"]

@@ -11,9 +11,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cirkit.sandbox import ExecResult
 from recorders import EXECUTION, Recorder, Response
-
-from ..sandbox import ExecResult
 
 __all__ = ["NO_CODE", "CodeRun", "Runner", "exec_runner", "no_code_run"]
 

@@ -11,10 +11,10 @@ from typing import Any
 
 from rich.console import Console
 
+from cirkit.inputs import Question
+from cirkit.tokenizer import ModelTokenizer
 from recorders import Recorder
 
-from ..inputs import Question
-from ..tokenizer import ModelTokenizer
 from ._engine import RolloutConfig
 from ._exec import exec_runner
 from ._run import RunStats, run_all
@@ -45,8 +45,8 @@ class RolloutJob:
 def run_job(job: RolloutJob, *, console: Console | None = None) -> tuple[RunStats, dict[str, Any]]:
     """Run every rollout not finished yet in ``job.out``, then write the shards and the
     manifest: (the run's stats, the manifest)."""
-    from ..llm import OpenAICompletionClient
-    from ..sandbox import Limits, Sandbox
+    from cirkit.llm import OpenAICompletionClient
+    from cirkit.sandbox import Limits, Sandbox
 
     cfg = job.cfg
     writer = RolloutWriter(job.out, shard_size=job.shard_size, fmt=job.fmt)

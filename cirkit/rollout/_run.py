@@ -17,9 +17,10 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from ..inputs import Question
-from ..tokenizer import ModelTokenizer
-from ..trajectory import trajectory_id
+from cirkit.inputs import Question
+from cirkit.tokenizer import ModelTokenizer
+from cirkit.trajectory import trajectory_id
+
 from ._engine import Generate, RolloutConfig, run_rollout
 from ._exec import Runner
 from ._writer import RolloutWriter

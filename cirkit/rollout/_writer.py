@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, cast
 
-from ..errors import InputError
-from ..trajectory import (
+from cirkit.errors import InputError
+from cirkit.trajectory import (
     ROLLOUT_FORMAT,
     ROLLOUT_FORMAT_VERSION,
     RolloutDir,

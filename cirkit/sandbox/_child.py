@@ -24,7 +24,8 @@ import threading
 import types
 from typing import Any, NoReturn
 
-from ..cir import tool_functions
+from cirkit.cir import tool_functions
+
 from . import _isolation, _streams
 from ._protocol import CODE, DONE, ERR, OUT, REPLY, TOOL, frame
 from ._streams import MUX_FD, Mux, make_stream

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import SandboxError
+from cirkit.errors import SandboxError
 
 __all__ = ["REASONS", "ExecResult", "SandboxError", "ToolCall"]
 

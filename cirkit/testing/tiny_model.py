@@ -27,11 +27,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cirkit.cir import BUILTIN_TEMPLATE, validate
+from cirkit.errors import CirkitError, EnvError
 from recorders import RENDERER_VERSION, RecordersError, canonical_json
 from recorders.backends import cache_dir as _cache_root
 
-from ..cir import BUILTIN_TEMPLATE, validate
-from ..errors import CirkitError, EnvError
 from .traces import (
     ADDED_TOKENS,
     EOS_TOKEN,

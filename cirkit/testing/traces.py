@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cirkit.cir import CODE_CLOSE, CODE_OPEN, THINK_CLOSE, THINK_OPEN, continuation, render_messages
 from recorders import SEARCH, VISIT, render
 from recorders.backends import LocalSearch, LocalVisit
-
-from ..cir import CODE_CLOSE, CODE_OPEN, THINK_CLOSE, THINK_OPEN, continuation, render_messages
 
 __all__ = [
     "ADDED_TOKENS",

@@ -19,9 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cirkit.errors import EnvError
 from recorders.backends import cache_dir as _cache_root
-
-from ..errors import EnvError
 
 __all__ = [
     "MARKER",

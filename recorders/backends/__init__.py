@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .._canonical import SEARCH, VISIT
+from recorders._canonical import SEARCH, VISIT
+
 from ._base import Backend, InMemoryBackend, Response, require_env
 
 if TYPE_CHECKING:

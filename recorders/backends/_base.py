@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from .._canonical import SEARCH, VISIT, canonical_json
-from .._errors import MissingCredentialError
+from recorders._canonical import SEARCH, VISIT, canonical_json
+from recorders._errors import MissingCredentialError
 
 __all__ = ["Backend", "InMemoryBackend", "Response", "require_env", "search_data", "visit_data"]
 

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from .._canonical import canonical_json, normalise_url
-from .._errors import RecordersError
+from recorders._canonical import canonical_json, normalise_url
+from recorders._errors import RecordersError
 
 __all__ = [
     "DEMO_LICENSE",

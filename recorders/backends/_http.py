@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
-from .._errors import BackendError
+from recorders._errors import BackendError
 
 __all__ = [
     "DEFAULT_MAX_BYTES",

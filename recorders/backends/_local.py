@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._canonical import SEARCH, VISIT, canonical_json
-from .._errors import RecordersError
+from recorders._canonical import SEARCH, VISIT, canonical_json
+from recorders._errors import RecordersError
+
 from ._base import Response, search_data, visit_data
 from ._corpus import Corpus, Doc, cache_dir, demo_corpus_path
 

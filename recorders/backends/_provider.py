@@ -16,7 +16,8 @@ from typing import ClassVar
 
 import httpx
 
-from .._errors import MissingCredentialError
+from recorders._errors import MissingCredentialError
+
 from ._base import require_env
 from ._http import HttpClient, RetryPolicy
 

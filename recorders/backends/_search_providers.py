@@ -13,7 +13,8 @@ import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from .._canonical import SEARCH
+from recorders._canonical import SEARCH
+
 from ._base import Response, search_data
 from ._provider import Provider
 

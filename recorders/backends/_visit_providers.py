@@ -20,7 +20,8 @@ from typing import Any
 
 import httpx
 
-from .._canonical import VISIT
+from recorders._canonical import VISIT
+
 from ._base import Response, visit_data
 from ._http import DEFAULT_MAX_BYTES, Fetched, redact_url
 from ._provider import Provider
