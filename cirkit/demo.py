@@ -228,14 +228,15 @@ def _corpus(run: _Run) -> tuple[Any, Any]:
 
 
 def _tools(run: _Run, search: Any, visit: Any, calls: list[tuple[str, dict[str, Any]]],
-           label: str) -> None:
+           label: str, stack: contextlib.ExitStack) -> None:
+    """Open the run's store (``stack`` closes it) and make every tool call through it."""
     opts = run.opts
     with _stage(run, "tools", "check that the store folder is writable") as said:
         if opts.replay is not None:
-            run.store = Store(opts.replay, readonly=True)
+            run.store = stack.enter_context(Store(opts.replay, readonly=True))
             run.tools = Recorder(run.store, mode=Mode.REPLAY)
         else:
-            run.store = Store(opts.out / "store")
+            run.store = stack.enter_context(Store(opts.out / "store"))
             run.tools = Recorder(run.store, search=search, visit=visit, mode=Mode.AUTO)
 
         async def all_calls() -> list[bool]:
@@ -410,17 +411,14 @@ def run_demo(opts: DemoOptions, *, console: Console | None = None) -> list[tuple
             settings = _settings(opts, questions.path, len(qs), calls.path)
         _prepare_out(opts.out, opts.replay)
         run = _Run(opts, settings, console)
-        try:
-            with contextlib.ExitStack() as stack:
-                search, visit = _corpus(run)
-                _tools(run, search, visit, todo, calls.label)
-                _model(run, stack)
-                (opts.out / "demo.json").write_text(
-                    json.dumps(settings, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-                _rollouts(run, qs, questions.path.name)
-        finally:
-            if run.store is not None:
-                run.store.close()  # the later stages only read it (the hub stage packs it)
+        with contextlib.ExitStack() as stack:  # the store and the server close at its end
+            search, visit = _corpus(run)
+            _tools(run, search, visit, todo, calls.label, stack)
+            _model(run, stack)
+            (opts.out / "demo.json").write_text(
+                json.dumps(settings, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            _rollouts(run, qs, questions.path.name)
+        # the later stages only read the store's folder (the hub stage packs it)
         _datasets(run, questions.path)
     _hub(run)
     table = Table("stage", "what it did", "seconds", box=None)
