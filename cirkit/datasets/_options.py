@@ -11,17 +11,14 @@ from pathlib import Path
 
 from cirkit.cir import CARD, DEFAULT_DATE
 
-__all__ = ["RLOptions", "SFTOptions"]
+__all__ = ["BuildOptions", "RLOptions", "SFTOptions"]
 
 
-@dataclass(slots=True, frozen=True)
-class SFTOptions:
-    """Filters, limits and output layout of an SFT build (the card's SFT defaults)."""
+@dataclass(slots=True, frozen=True, kw_only=True)
+class BuildOptions:
+    """What every build shares: the prompt it renders (date, dialect, template) and the output
+    layout (split, shards, row groups, license, the reject file)."""
 
-    max_tokens: int = CARD.sft_max_tokens
-    max_code_blocks: int = CARD.max_code_blocks
-    require_correct: bool = False
-    train_on_observations: bool = False
     reject: Path | None = None
     split: str = "train"
     shard_rows: int = 50_000
@@ -30,14 +27,23 @@ class SFTOptions:
     date: str = DEFAULT_DATE
     dialect: str = "card"
     template: Path | None = None
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class SFTOptions(BuildOptions):
+    """Filters and limits of an SFT build (the card's SFT defaults)."""
+
+    max_tokens: int = CARD.sft_max_tokens
+    max_code_blocks: int = CARD.max_code_blocks
+    require_correct: bool = False
+    train_on_observations: bool = False
     block_bytes: int = 32 << 20
     title: str = "CIR SFT dataset"
 
 
-
-@dataclass(slots=True, frozen=True)
-class RLOptions:
-    """Limits (the card's RL settings), exclusions and output layout of an RL build."""
+@dataclass(slots=True, frozen=True, kw_only=True)
+class RLOptions(BuildOptions):
+    """Limits (the card's RL settings) and exclusions of an RL build."""
 
     max_prompt_tokens: int = CARD.max_prompt_tokens
     max_response_tokens: int = CARD.max_response_tokens
@@ -45,13 +51,5 @@ class RLOptions:
     max_code_blocks: int = CARD.max_code_blocks
     exclude_eval: tuple[Path, ...] = ()
     ability: str = "search"
-    reject: Path | None = None
-    split: str = "train"
-    shard_rows: int = 50_000
-    row_group_rows: int = 1000
-    license: str = "other"
-    date: str = DEFAULT_DATE
-    dialect: str = "card"
-    template: Path | None = None
     chunk_rows: int = 10_000
     title: str = "CIR RL prompts"

@@ -12,8 +12,9 @@ process imports this package too, and must stay small (its size is paid at every
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from cirkit._lazy import lazy_exports
 
 from ._child import ToolError
 from ._limits import DEFAULT_PRELOAD, GiB, Limits, MiB
@@ -47,10 +48,4 @@ _LAZY = {"DEFAULT_UID_BASE": "._pool", "PoolState": "._pool", "WorkerPool": "._p
          "Retry": "._run", "Sandbox": "._sandbox", "Session": "._session"}
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _LAZY, globals())
