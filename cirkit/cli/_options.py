@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import click
 
 from recorders import SEARCH, VISIT, Backend, Mode, Recorder, Store, make_backend
-from recorders.backends import SEARCH_BACKENDS, VISIT_BACKENDS
+from recorders.backends import SEARCH_BACKENDS, VISIT_BACKENDS, LocalSearch
 
 __all__ = [
     "RecorderOptions", "backend_option", "build_recorder", "corpus_option", "mode_option",
@@ -126,7 +126,12 @@ class RecorderOptions:
     def open(self, *, tools: tuple[str, ...] = (SEARCH, VISIT), mode: Mode | None = None,
              readonly: bool | None = None) -> Iterator[Recorder]:
         """The tools' Recorder (see ``build_recorder``), its store closed on the way out;
-        ``mode`` overrides the tools mode."""
+        ``mode`` overrides the tools mode. A corpus the user gave is read (and checked) before
+        the store is created, so a bad one leaves nothing behind."""
+        live = (mode or self.mode) is not Mode.REPLAY
+        if self.corpus is not None and live and "local" in (self.search_backend,
+                                                             self.visit_backend):
+            LocalSearch(corpus=self.corpus).corpus  # noqa: B018 - the backends reuse it
         rec = build_recorder(store=self.store, mode=mode or self.mode,
                              search_backend=self.search_backend,
                              visit_backend=self.visit_backend, corpus=self.corpus,

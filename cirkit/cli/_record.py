@@ -12,7 +12,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cirkit.inputs import read_calls
 from recorders import Recorder, RecordersError
-from recorders.backends import LocalSearch
 
 from ._options import RecorderOptions, recorder_options
 
@@ -57,10 +56,6 @@ def record(calls_file: Path, recorder: RecorderOptions, num_results: int,
     if recorder.store is None:
         raise click.UsageError("record needs --store DIR (or CIRKIT_STORE)")
     calls = read_calls(calls_file, num_results=num_results)
-    if recorder.corpus is not None and "local" in (recorder.search_backend,
-                                                   recorder.visit_backend):
-        LocalSearch(corpus=recorder.corpus).corpus  # noqa: B018 - read and checked before the
-        # store is created (the backends reuse it from memory)
     console = Console(stderr=True)
     with recorder.open() as rec, Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

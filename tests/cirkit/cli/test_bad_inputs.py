@@ -233,6 +233,9 @@ CASES = [
     Case("tools search unencodable query", lambda i: [
         "tools", "search", "caf\udce9", "--store", str(i.root / "t2"), "--mode", "auto"],
          ("t2",)),
+    Case("tools search latin-1 corpus", lambda i: [
+        "tools", "search", "night watch", "--store", str(i.root / "t3"), "--mode", "auto",
+        "--corpus", str(i.bad_utf8)], ("t3",)),
     Case("tools search unwritable --store", lambda i: [
         "tools", "search", "night watch", "--store", str(i.unwritable), "--mode", "auto"]),
     # -- damaged stores and packs
