@@ -62,19 +62,6 @@ _MISS_HINT = ("record it first (pytest --cirkit-mode=auto, or record), or fix th
               "matches")
 
 
-def _miss_for_pytest(miss: Any) -> Exception:
-    """A strict-replay miss as a test shows it: the same error, whose hint names this plugin's
-    flag (``--cirkit-mode``) instead of the library's setting."""
-    import recorders
-
-    class ReplayMissError(recorders.ReplayMissError):
-        __module__ = recorders.ReplayMissError.__module__
-
-    err = ReplayMissError(miss.message, key=miss.key, fields=miss.fields, nearest=miss.nearest)
-    err.hint = _MISS_HINT
-    return err
-
-
 class NetworkBlockedError(RuntimeError):
     """A connect to a non-loopback address under ``--cirkit-block-network`` (a RuntimeError,
     not an OSError, so that HTTP clients' retry loops do not swallow it)."""
@@ -127,7 +114,9 @@ class CirkitTools:
         try:
             return self.recorder.call_sync(tool, args)
         except ReplayMissError as e:  # shown at the test's line, not deep in asyncio
-            raise _miss_for_pytest(e) from None
+            # the same miss, its hint naming this plugin's flag instead of the library's setting
+            raise ReplayMissError(e.message, key=e.key, fields=e.fields, nearest=e.nearest,
+                                  hint=_MISS_HINT) from None
 
 
 # -- options and markers -----------------------------------------------------------------------

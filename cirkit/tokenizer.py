@@ -43,6 +43,11 @@ class TokenizerLoadError(EnvError):
         super().__init__(message, hint=hint, setting="tokenizer")
 
 
+def _sha256(path: Path) -> str:
+    """A tokenizer file's sha256 (a few MB at most: read whole)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
@@ -89,14 +94,6 @@ def _from_directory(path: Path) -> Any:
             f"cannot load a tokenizer from the directory {path}: {_first_line(e)}",
             hint="give a model directory holding tokenizer.json and tokenizer_config.json"
         ) from None
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class ModelTokenizer:

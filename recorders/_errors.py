@@ -67,13 +67,10 @@ class ReplayMissError(RecordersError):
     """Strict replay asked for a call that was never recorded."""
 
     def __init__(
-        self, message: str, *, key: str, fields: dict[str, object], nearest: list[str]
+        self, message: str, *, key: str, fields: dict[str, object], nearest: list[str],
+        hint: str = "record it first (mode auto or record), or fix the call so it matches",
     ) -> None:
-        super().__init__(
-            message,
-            hint="record it first (mode auto or record), or fix the call so it matches",
-            setting="mode",
-        )
+        super().__init__(message, hint=hint, setting="mode")
         self.key = key
         self.fields = fields
         self.nearest = nearest

@@ -44,15 +44,14 @@ def _sources() -> Iterator[tuple[Path, str]]:
             yield path, _module_name(path)
 
 
-def _imports(path: Path, module: str) -> Iterator[tuple[int, str, bool]]:
-    """(line, absolute module imported, at module level) for every import in ``path``."""
+def _imports(path: Path, module: str) -> Iterator[tuple[int, str]]:
+    """(line, absolute module or name imported) for every import in ``path``."""
     package = _package(module, path)
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    top = {id(n) for n in tree.body}
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
-                yield node.lineno, alias.name, id(node) in top
+                yield node.lineno, alias.name
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")
@@ -60,10 +59,10 @@ def _imports(path: Path, module: str) -> Iterator[tuple[int, str, bool]]:
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
-            yield node.lineno, target, id(node) in top
+            yield node.lineno, target
             for alias in node.names:  # `from pkg import _private` imports a module too
                 if alias.name.startswith("_") and not alias.name.startswith("__"):
-                    yield node.lineno, f"{target}.{alias.name}", id(node) in top
+                    yield node.lineno, f"{target}.{alias.name}"
     yield from _private_attributes(tree, package)
 
 
@@ -72,7 +71,7 @@ def _is_module(dotted: str) -> bool:
     return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
-def _private_attributes(tree: ast.AST, package: str) -> Iterator[tuple[int, str, bool]]:
+def _private_attributes(tree: ast.AST, package: str) -> Iterator[tuple[int, str]]:
     """``module._name`` where ``module`` names one of our modules: reaching into a private
     name through an attribute is the same import as ``from module import _name``."""
     modules: dict[str, str] = {}
@@ -93,7 +92,7 @@ def _private_attributes(tree: ast.AST, package: str) -> Iterator[tuple[int, str,
         if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
                 and node.value.id in modules and node.attr.startswith("_")
                 and not node.attr.startswith("__")):
-            yield node.lineno, f"{modules[node.value.id]}.{node.attr}", False
+            yield node.lineno, f"{modules[node.value.id]}.{node.attr}"
 
 
 def _private_owner(target: str) -> str | None:
@@ -121,7 +120,7 @@ def test_no_module_imports_another_packages_private_module() -> None:
     bad = []
     for path, module in _sources():
         package = _package(module, path)
-        for line, target, _ in _imports(path, module):
+        for line, target in _imports(path, module):
             owner = _private_owner(target)
             if owner is not None and _ours(target) and not _inside(package, owner):
                 bad.append(f"{path.relative_to(ROOT)}:{line}: imports {target} "
@@ -132,7 +131,7 @@ def test_no_module_imports_another_packages_private_module() -> None:
 def test_recorders_never_imports_cirkit_and_only_the_cli_imports_the_cli() -> None:
     bad = []
     for path, module in _sources():
-        for line, target, _ in _imports(path, module):
+        for line, target in _imports(path, module):
             where = f"{path.relative_to(ROOT)}:{line}: imports {target}"
             if module.startswith("recorders") and _inside(target, "cirkit"):
                 bad.append(where)
@@ -157,7 +156,7 @@ def test_the_packages_form_no_cycle() -> None:
         if not module.startswith(("cirkit", "recorders")):
             continue
         src = _unit(module)
-        for _, target, _ in _imports(path, module):
+        for _, target in _imports(path, module):
             if _inside(target, "cirkit") or _inside(target, "recorders"):
                 dst = _unit(target)
                 if dst != src and dst not in ("cirkit", "recorders"):

@@ -47,7 +47,7 @@ def option_for(command: click.Command | None, setting: str | None,
     if command is None or not setting:
         return None
     side = ["llm", "tools"] if tool == COMPLETION else ["tools", "llm"]
-    names = [setting, *(f"{s}_{setting}" for s in side), f"{setting}_file", f"{setting}_dir"]
+    names = [setting, *(f"{s}_{setting}" for s in side)]
     options = {p.name: p for p in command.params if isinstance(p, click.Option)}
     for name in names:
         opt = options.get(name)

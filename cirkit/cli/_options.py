@@ -25,13 +25,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 _MODES = [m.value for m in Mode]
 
 
-def _mode(ctx: click.Context, param: click.Parameter, value: str) -> Mode:
-    try:
-        return Mode.parse(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None
-
-
 class _ModeChoice(click.Choice):  # type: ignore[type-arg]
     """The record modes as a choice (listed in --help, completed by shells) whose error is the
     library's own, listing the valid modes."""

@@ -44,7 +44,7 @@ _CONFIG = RolloutConfig(model="", date=DEFAULT_DATE)
               show_default=True)
 @click.option("--max-response-tokens", default=_LIMITS.max_response_tokens, show_default=True)
 @click.option("--max-total-tokens", default=_LIMITS.max_total_tokens, show_default=True)
-@click.option("--date", default=_CONFIG.date, show_default=True,
+@click.option("--date", default=DEFAULT_DATE, show_default=True,
               help="The date the system prompt states (an input, never the clock).")
 @click.option("--dialect", type=click.Choice(sorted(DIALECTS)), default=_CONFIG.dialect,
               show_default=True)

@@ -203,14 +203,13 @@ def read_trace_blocks(source: Source, *, field: TraceField = "auto",
     fmt = file_format(source, fallback="jsonl") if isinstance(source, str | os.PathLike) \
         else "jsonl"
     bad: list[TextTrace] = []
-    errors: list[InputError] = []
+    first: list[InputError] = []  # the file's first unreadable line, for a file of nothing else
     held: list[tuple[list[TextTrace], int]] = []  # unreadable lines before the first good one
     readable = False
 
     def take(e: InputError) -> None:
         bad.append(_unreadable(e))
-        if len(errors) < 1:
-            errors.append(e)
+        first[:] = first or [e]
 
     for block in iter_row_blocks(source, fmt=fmt, block_bytes=block_bytes, on_bad_row=take,
                                  allow_empty=allow_empty, name=name):
@@ -227,10 +226,10 @@ def read_trace_blocks(source: Source, *, field: TraceField = "auto",
         yield traces, block.nbytes
     if bad:
         held.append((sorted(bad, key=lambda t: t.line), 0))
-    if held and not readable and errors:  # not one line could be read: the file is the problem
-        e = errors[0]
-        first = f"line {e.line}: {e.reason}" if isinstance(e, RowError) else e.message
-        raise InputError(f"not one line can be read ({first})",
+    if held and not readable and first:  # not one line could be read: the file is the problem
+        e = first[0]
+        where = f"line {e.line}: {e.reason}" if isinstance(e, RowError) else e.message
+        raise InputError(f"not one line can be read ({where})",
                          hint="give trace rows as UTF-8 JSONL, one JSON object per line",
                          path=e.path, field=e.field) from None
     yield from held
