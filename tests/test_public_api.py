@@ -63,6 +63,8 @@ def test_cirkit_public_names() -> None:
                        "get_dialect", "get_tool", "is_valid", "load_tokenizer", "make_observation",
                        "parse", "pending_code", "render", "render_messages", "tool_descriptions",
                        "tool_functions", "validate", "wrap_observation"],
+        "cirkit.answers": ["AnswerMetric", "cover_exact_match", "exact_match", "extract_answer",
+                           "f1_score", "gold_answers", "normalize_answer", "score_answer"],
         "cirkit.errors": ["CirkitError", "EnvError", "HubError", "InputError", "ModelServerError",
                           "SandboxError"],
         "cirkit.cli": ["Cli", "build", "cli", "demo", "exec_cmd", "main", "parse_rope_scaling",
@@ -118,12 +120,14 @@ def test_cirkit_public_names() -> None:
 def test_moved_names_stay_where_they_were() -> None:
     """Names that moved to cirkit.tokenizer / cirkit.trajectory are the same objects under
     their old public names."""
+    import cirkit.answers
     import cirkit.cir
     import cirkit.datasets
     import cirkit.rollout
     import cirkit.tokenizer
     import cirkit.trajectory
 
+    assert cirkit.datasets.normalize_answer is cirkit.answers.normalize_answer
     assert cirkit.rollout.ChatTokenizer is cirkit.tokenizer.ModelTokenizer
     assert issubclass(cirkit.datasets.BuildTokenizer, cirkit.tokenizer.ModelTokenizer)
     assert cirkit.cir.load_tokenizer is cirkit.tokenizer.load_tokenizer

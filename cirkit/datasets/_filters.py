@@ -8,8 +8,6 @@ file. A dataset report can then say exactly where every input row went, and the 
 
 from __future__ import annotations
 
-import re
-import string
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -18,6 +16,8 @@ from pathlib import Path
 from typing import IO, Any, ClassVar, Generic, Protocol, TypeVar
 
 import orjson
+
+from cirkit.answers import normalize_answer
 
 __all__ = [
     "Filter",
@@ -39,16 +39,6 @@ class Rejectable(Protocol):
 
 
 R = TypeVar("R", bound=Rejectable)
-
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCT = str.maketrans("", "", string.punctuation)
-
-
-def normalize_answer(text: str) -> str:
-    """SQuAD-style normalisation: lower-case, no punctuation, no articles, single spaces."""
-    text = _ARTICLES.sub(" ", text.lower().translate(_PUNCT))
-    return " ".join(text.split())
-
 
 @dataclass(slots=True)
 class FilterStats:

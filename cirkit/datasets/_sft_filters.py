@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from cirkit.answers import exact_match, gold_answers
 from cirkit.cir import validate
 
-from ._filters import Filter, Verdict, normalize_answer
+from ._filters import Filter, Verdict
 from ._rows import SFTRow
 
 __all__ = [
@@ -104,9 +105,7 @@ class Correct(Filter[SFTRow]):
         gold = row.ground_truth
         if gold is None or gold == "" or gold == []:
             return False, "no_ground_truth"
-        answers = gold if isinstance(gold, list) else [gold]
-        got = normalize_answer(row.final_answer or "")
-        if any(got == normalize_answer(str(a)) for a in answers):
+        if exact_match(row.final_answer or "", gold_answers(gold)):
             return True
         return False, "incorrect"
 
