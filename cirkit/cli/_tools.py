@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from typing import Any
 
 import click
@@ -123,4 +124,13 @@ def serve_cmd(recorder: RecorderOptions, host: str, port: int, on_miss: str,
             click.echo(f"serving {where} in mode {rec.mode} (cir tool "
                        f"{'on' if tok else 'off: give --tokenizer'}); Ctrl-C stops it", err=True)
 
-        run_app(create_app(service), sock, log_level=log_level, on_ready=ready)
+        def terminate(signum: int, frame: object) -> None:  # as Ctrl-C: stores closed
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGTERM, terminate)
+        try:
+            run_app(create_app(service), sock, log_level=log_level, on_ready=ready)
+        except KeyboardInterrupt:  # uvicorn re-raises the signal once it has shut down
+            click.echo("stopped", err=True)
+        finally:
+            signal.signal(signal.SIGTERM, previous)

@@ -46,16 +46,16 @@ class _BadBody(ValueError):
     pass
 
 
-def _decode(raw: bytes, content_type: str) -> tuple[Any, bool]:
+def _decode(raw: bytes, content_type: str) -> Any:
     if len(raw) > MAX_BODY_BYTES:
         raise _BadBody(f"the body has {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
     if "msgpack" in content_type:
         try:
-            return msgpack.unpackb(raw, raw=False, strict_map_key=True), True
+            return msgpack.unpackb(raw, raw=False, strict_map_key=True)
         except (ValueError, TypeError, msgpack.UnpackException) as e:
             raise _BadBody(f"the body is not valid msgpack: {e}") from None
     try:
-        return orjson.loads(raw), False
+        return orjson.loads(raw)
     except orjson.JSONDecodeError as e:
         raise _BadBody(f"the body is not valid JSON: {e}") from None
 
@@ -92,12 +92,10 @@ def create_app(service: ToolService) -> Starlette:
     def endpoint(name: str, handle: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def route(request: Request) -> Response:
             started = time.perf_counter()
-            as_msgpack = "msgpack" in request.headers.get("accept", "")
+            ctype = request.headers.get("content-type", "")
+            as_msgpack = "msgpack" in ctype or "msgpack" in request.headers.get("accept", "")
             try:
-                body, was_msgpack = _decode(await request.body(),
-                                            request.headers.get("content-type", ""))
-                as_msgpack = as_msgpack or was_msgpack
-                status, answer = 200, await handle(body)
+                status, answer = 200, await handle(_decode(await request.body(), ctype))
             except Exception as e:
                 status, answer = _error(e)
             m.observe(name, time.perf_counter() - started, error=status != 200)
