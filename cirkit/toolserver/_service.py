@@ -176,8 +176,11 @@ class ToolService:
     async def retrieve(self, req: RetrieveRequest) -> tuple[dict[str, Any], list[int]]:
         """The Search-R1 answer for ``req``, one ``web_search`` per query with ``topk`` as
         its ``num_results``; and the indices of the queries the on-miss fallback answered."""
-        answers = await asyncio.gather(*(
-            self.call(SEARCH, {"query": q, "num_results": req.topk}) for q in req.queries))
+        calls = [self.call(SEARCH, {"query": q, "num_results": req.topk}) for q in req.queries]
+        if self.mode is Mode.REPLAY:  # answered at once from the store: tasks only cost
+            answers = [await c for c in calls]
+        else:  # live backends may answer: in parallel
+            answers = list(await asyncio.gather(*calls))
         per_query = [stored_search_documents(a.result.data, req.topk) for a in answers]
         local = [i for i, a in enumerate(answers) if a.answered_locally]
         return retrieve_answer(per_query, return_scores=req.return_scores), local
