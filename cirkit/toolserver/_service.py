@@ -2,8 +2,9 @@
 and CIR observations built by the rollout's own code.
 
 A call goes to the ``Recorder`` in its mode. In replay a miss raises ``ReplayMissError``
-(naming the key's fields and the nearest recorded calls) unless an ``on_miss`` fallback, a
-Recorder over local backends that stores nothing, answers it; such answers are flagged.
+(naming the key's fields and the nearest recorded calls, found off the event loop) unless an
+``on_miss`` fallback, a Recorder over local backends that stores nothing, answers it; such
+answers are flagged.
 
 Code blocks run as in ``cirkit rollout``: each in a fresh sandbox child (rollouts keep no
 state between blocks, so a trajectory needs no session of its own), its run memoised in the
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +34,7 @@ from recorders import (
     Recorder,
     ReplayMissError,
     RetrieveRequest,
+    Store,
     ToolResult,
     make_key,
     retrieve_answer,
@@ -127,6 +130,9 @@ class ToolService:
         self.limits = Limits(wall_time_s=block_timeout)
         self.fingerprint = sandbox_fingerprint(self.limits)
         self._workers = workers
+        # one thread builds replay-miss errors (each reads the whole index): see _miss
+        self._miss_pool: ThreadPoolExecutor | None = None
+        self._miss_recorder: Recorder | None = None
         self._sandbox: Sandbox | None = None
         self._runner: Runner | None = None
 
@@ -151,23 +157,54 @@ class ToolService:
         if sb is not None:
             await sb.__aexit__(None, None, None)
 
+        def close_miss_store() -> None:
+            rec, self._miss_recorder = self._miss_recorder, None
+            if rec is not None and rec.store is not None:
+                rec.store.close()
+
+        pool, self._miss_pool = self._miss_pool, None
+        if pool is not None:
+            await asyncio.get_running_loop().run_in_executor(pool, close_miss_store)
+            pool.shutdown()
+
     # -- tool calls --------------------------------------------------------------------------
     async def call(self, tool: str, args: Mapping[str, Any]) -> ToolAnswer:
         """One ``web_search``/``web_visit`` through the store in the server's mode."""
         m = self.metrics
-        try:
-            result = await self.recorder.call(tool, args)
-        except ReplayMissError:
+        store = self.recorder.store
+        if self.mode is Mode.REPLAY and store is not None and make_key(tool, args)[0] not in store:
             m.count("cirkit_tools_store_misses_total", tool)
-            if self.fallback is None:
-                raise
-            result = await self.fallback.call(tool, args)
-            m.count("cirkit_tools_live_calls_total", tool)
-            m.count("cirkit_tools_local_answers_total", tool)
-            return ToolAnswer(result, answered_locally=True)
+            if self.fallback is not None:
+                result = await self.fallback.call(tool, args)
+                m.count("cirkit_tools_live_calls_total", tool)
+                m.count("cirkit_tools_local_answers_total", tool)
+                return ToolAnswer(result, answered_locally=True)
+            if self._miss_pool is None:
+                self._miss_pool = ThreadPoolExecutor(1, thread_name_prefix="cirkit-miss")
+            miss = await asyncio.get_running_loop().run_in_executor(
+                self._miss_pool, self._miss, tool, dict(args))
+            if miss is not None:
+                raise miss
+        result = await self.recorder.call(tool, args)
         m.count("cirkit_tools_store_hits_total" if result.from_store
                 else "cirkit_tools_live_calls_total", tool)
         return ToolAnswer(result)
+
+    def _miss(self, tool: str, args: dict[str, Any]) -> ReplayMissError | None:
+        """The miss error, naming the nearest recorded calls: built in the miss thread with a
+        store handle of its own, since finding the nearest calls reads the whole index and
+        would stall every other request on the event loop. None if the call is there now
+        (another process recorded it meanwhile)."""
+        store = self.recorder.store
+        assert store is not None
+        if self._miss_recorder is None:
+            self._miss_recorder = Recorder(Store(store.path, readonly=True), mode=Mode.REPLAY,
+                                           track_keys=False)
+        try:
+            self._miss_recorder.call_sync(tool, args)
+        except ReplayMissError as e:
+            return e
+        return None
 
     async def _tool(self, tool: str, args: dict[str, Any]) -> ToolResult:
         """The sandbox's tool handler: a block's calls take the same path as HTTP calls."""
