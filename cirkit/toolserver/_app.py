@@ -69,7 +69,8 @@ def _encode(obj: Any, status: int, as_msgpack: bool) -> Response:
 def _error(e: Exception) -> tuple[int, dict[str, Any]]:
     """The status and body for a failed request."""
     if isinstance(e, _BadBody):
-        return 400, {"error": str(e), "hint": "send a JSON (or msgpack) object"}
+        return 400, {"error": str(e), "hint": "send one JSON (or msgpack) object of at most "
+                                              f"{MAX_BODY_BYTES} bytes"}
     message = str(getattr(e, "message", "") or e) or type(e).__name__
     body: dict[str, Any] = {"error": message.splitlines()[0], "message": message,
                             "hint": getattr(e, "hint", None)}
@@ -95,6 +96,10 @@ def create_app(service: ToolService) -> Starlette:
             ctype = request.headers.get("content-type", "")
             as_msgpack = "msgpack" in ctype or "msgpack" in request.headers.get("accept", "")
             try:
+                length = request.headers.get("content-length", "")
+                if length.isdigit() and int(length) > MAX_BODY_BYTES:  # refused unread
+                    raise _BadBody(f"the body has {length} bytes; the limit is "
+                                   f"{MAX_BODY_BYTES}")
                 status, answer = 200, await handle(_decode(await request.body(), ctype))
             except Exception as e:
                 status, answer = _error(e)

@@ -16,7 +16,7 @@ import msgpack
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from cirkit.toolserver import BackgroundServer, ToolService
+from cirkit.toolserver import MAX_BODY_BYTES, BackgroundServer, ToolService
 from recorders import Recorder, Store, make_key
 from recorders.backends import LocalSearch, LocalVisit, SerperSearch, TavilySearch
 from tests.servers.providers import Providers
@@ -165,6 +165,15 @@ def test_a_bad_body_is_a_400_naming_the_field(recorded: Path, make_toolserver: M
     assert r.status_code == 400 and "msgpack" in msgpack.unpackb(r.content)["error"]
 
 
+def test_a_body_over_the_limit_is_refused_unread(recorded: Path,
+                                                 make_toolserver: MakeServer) -> None:
+    server = make_toolserver(_replay(recorded))
+    big = b'{"queries": ["' + b"x" * MAX_BODY_BYTES + b'"]}'
+    r = httpx.post(server.url + "/retrieve", content=big,
+                   headers={"content-type": "application/json"}, timeout=60)
+    assert r.status_code == 400 and "the limit is" in r.json()["error"]
+
+
 def test_64_concurrent_clients_get_the_sequential_answers(
         recorded: Path, make_toolserver: MakeServer) -> None:
     server = make_toolserver(_replay(recorded))
@@ -230,3 +239,32 @@ def test_two_cli_replicas_serve_one_store_without_changing_a_byte(
     err = a.stop() + b.stop()
     assert a.proc.returncode == 0 and b.proc.returncode == 0 and "Traceback" not in err
     assert _snapshot(recorded) == before
+
+
+@pytest.mark.slow
+def test_recording_replicas_then_store_merge_serve_everything(
+        corpus: Path, tmp_path: Path, serve_cli: Callable[..., CliServer]) -> None:
+    """The recording run of the how-to: each replica grows its own store (auto mode, local
+    backend), the stores are merged, and one replay replica answers every call."""
+    from click.testing import CliRunner
+
+    from cirkit.cli import cli
+
+    stores = [tmp_path / "r1", tmp_path / "r2"]
+    replicas = [serve_cli("--store", str(s), "--mode", "auto", "--corpus", str(corpus))
+                for s in stores]
+    asked = {0: QUERIES[:5], 1: QUERIES[3:]}  # QUERIES[3:5] recorded by both
+    for i, server in enumerate(replicas):
+        r = httpx.post(server.url + "/retrieve", json={"queries": asked[i], "topk": TOPK},
+                       timeout=60)
+        assert r.status_code == 200 and len(r.json()["result"]) == len(asked[i])
+        server.stop()
+        assert server.proc.returncode == 0
+    out = CliRunner().invoke(cli, ["store", "merge", *map(str, stores), "--into",
+                                   str(tmp_path / "merged")])
+    assert out.exit_code == 0 and "2 duplicates dropped" in out.output, out.output
+    replay = serve_cli("--store", str(tmp_path / "merged"))
+    r = httpx.post(replay.url + "/retrieve", json={"queries": QUERIES, "topk": TOPK,
+                                                   "return_scores": True})
+    assert r.status_code == 200
+    assert r.json()["result"] == [_expected(tmp_path / "merged", q, TOPK) for q in QUERIES]
