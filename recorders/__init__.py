@@ -24,10 +24,18 @@ from ._errors import (
     ReplayMissError,
     StoreError,
 )
+from ._merge import MergeConflict, MergeConflictError, MergeResult, merge_stores
 from ._modes import Mode
 from ._pack import PackResult, UnpackResult, pack, read_manifest, unpack
 from ._recorder import Fetch, Recorder, ToolResult
 from ._render import RENDERER_VERSION, RenderOptions, render
+from ._retrieve import (
+    RetrieveRequest,
+    parse_retrieve,
+    retrieve_answer,
+    retrieve_document,
+    stored_search_documents,
+)
 from ._store import ENTRY_VERSION, STORE_VERSION, Entry, Store, StoreInfo, VerifyReport
 from .backends import Backend, InMemoryBackend, Response, make_backend
 
@@ -46,6 +54,9 @@ __all__ = [
     "Fetch",
     "InMemoryBackend",
     "InvalidCallError",
+    "MergeConflict",
+    "MergeConflictError",
+    "MergeResult",
     "MissingCredentialError",
     "Mode",
     "PackError",
@@ -55,6 +66,7 @@ __all__ = [
     "RenderOptions",
     "ReplayMissError",
     "Response",
+    "RetrieveRequest",
     "Store",
     "StoreError",
     "StoreInfo",
@@ -64,10 +76,15 @@ __all__ = [
     "canonical_json",
     "make_backend",
     "make_key",
+    "merge_stores",
     "normalise_query",
     "normalise_url",
     "pack",
+    "parse_retrieve",
     "read_manifest",
     "render",
+    "retrieve_answer",
+    "retrieve_document",
+    "stored_search_documents",
     "unpack",
 ]

@@ -60,7 +60,11 @@ class Recorder:
         mode: Mode | str = Mode.AUTO,
         render_options: RenderOptions | None = None,
         clock: Callable[[], float] = time.time,
+        track_keys: bool = True,
     ) -> None:
+        """``track_keys=False``: no ``keys_used`` list (a long-lived server would grow it
+        without end)."""
+        self._track_keys = track_keys
         self._mode = mode = Mode.parse(mode)
         if store is None and mode is not Mode.OFF:
             raise RecordersError(f"mode {mode} needs a store", hint="pass a Store or use off",
@@ -150,7 +154,8 @@ class Recorder:
         """Note the key as used; the stored answer if the mode reads the store first (replay,
         auto, and rewrite for a key already rewritten) and it has one. Every stored answer is
         served here, at once: no await, no closure, no single-flight."""
-        self._used.setdefault(key)
+        if self._track_keys:
+            self._used.setdefault(key)
         if self._store_first or key in self._rewritten:
             return self._replay(tool, key, norm)
         return None

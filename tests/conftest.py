@@ -2,5 +2,5 @@
 
 pytest_plugins = [
     "tests.servers.site", "tests.servers.providers", "tests.servers.fake_vllm",
-    "tests.servers.vllm", "tests.servers.hub", "pytester",
+    "tests.servers.vllm", "tests.servers.hub", "tests.servers.toolserver", "pytester",
 ]

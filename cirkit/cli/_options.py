@@ -88,6 +88,7 @@ def _backend(tool: str, name: str, corpus: Path | None) -> Backend:
 def build_recorder(
     *, store: Path | None, mode: Mode, search_backend: str | None, visit_backend: str | None,
     corpus: Path | None, tools: tuple[str, ...] = (SEARCH, VISIT), readonly: bool | None = None,
+    track_keys: bool = True,
 ) -> Recorder:
     """A Recorder for the CLI. In replay mode no backend is built (replay needs no key, no
     corpus and no network) and the store is opened read-only unless ``readonly`` says."""
@@ -100,7 +101,7 @@ def build_recorder(
         SEARCH in tools else None
     visit = _backend(VISIT, visit_backend, corpus) if live and visit_backend and \
         VISIT in tools else None
-    return Recorder(st, search=search, visit=visit, mode=mode)
+    return Recorder(st, search=search, visit=visit, mode=mode, track_keys=track_keys)
 
 
 @dataclass(slots=True, frozen=True, kw_only=True)
@@ -117,7 +118,7 @@ class RecorderOptions:
 
     @contextlib.contextmanager
     def open(self, *, tools: tuple[str, ...] = (SEARCH, VISIT), mode: Mode | None = None,
-             readonly: bool | None = None) -> Iterator[Recorder]:
+             readonly: bool | None = None, track_keys: bool = True) -> Iterator[Recorder]:
         """The tools' Recorder (see ``build_recorder``), its store closed on the way out;
         ``mode`` overrides the tools mode. A corpus the user gave is read (and checked) before
         the store is created, so a bad one leaves nothing behind."""
@@ -128,7 +129,7 @@ class RecorderOptions:
         rec = build_recorder(store=self.store, mode=mode or self.mode,
                              search_backend=self.search_backend,
                              visit_backend=self.visit_backend, corpus=self.corpus,
-                             tools=tools, readonly=readonly)
+                             tools=tools, readonly=readonly, track_keys=track_keys)
         with rec.store if rec.store is not None else contextlib.nullcontext():
             yield rec
 

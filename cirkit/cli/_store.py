@@ -1,4 +1,4 @@
-"""``cirkit store info|ls|show|verify|pack|unpack``."""
+"""``cirkit store info|ls|show|verify|pack|unpack|merge``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from recorders import Store, pack, read_manifest, render, unpack
+from recorders import Store, merge_stores, pack, read_manifest, render, unpack
 
 from ._errors import Group
 
@@ -131,3 +131,18 @@ def unpack_cmd(src: Path, path: Path, overwrite: bool) -> None:
         f"{r.blobs_added} blobs added, {r.blobs_present} already present")
     if r.entries_conflicting:
         click.echo("hint: --overwrite takes the pack's version of differing entries", err=True)
+
+
+@store.command("merge")
+@click.argument("stores", nargs=-1, required=True, type=_existing)
+@click.option("--into", "into", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="The merged store: a new directory (created whole, or not at all).")
+def merge_cmd(stores: tuple[Path, ...], into: Path) -> None:
+    """Merge STORES (e.g. one per recording replica) into a new store --into.
+
+    The same call recorded with the same answer in several stores is kept once. A call
+    recorded with different answers is a conflict: every conflict is listed, nothing is
+    written, and the exit status is 1."""
+    r = merge_stores(stores, into)
+    click.echo(f"merged {r.sources} stores into {r.path}: {r.entries} entries "
+               f"({r.duplicates} duplicates dropped), {r.blobs} blobs")

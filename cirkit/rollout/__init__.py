@@ -11,7 +11,7 @@ from cirkit.tokenizer import ModelTokenizer
 from cirkit.trajectory import ROLLOUT_FORMAT_VERSION, trajectory_id
 
 from ._engine import Generate, RolloutConfig, RolloutLimits, run_rollout
-from ._exec import CodeRun, Runner, exec_runner
+from ._exec import BlockStep, CodeRun, Runner, exec_runner, run_block_turn, sandbox_fingerprint
 from ._job import RolloutJob, run_job
 from ._run import RunStats, run_all
 from ._writer import RolloutWriter, read_trajectories
@@ -21,6 +21,7 @@ ChatTokenizer = ModelTokenizer
 
 __all__ = [
     "ROLLOUT_FORMAT_VERSION",
+    "BlockStep",
     "ChatTokenizer",
     "CodeRun",
     "Generate",
@@ -35,7 +36,9 @@ __all__ = [
     "load_questions",
     "read_trajectories",
     "run_all",
+    "run_block_turn",
     "run_job",
     "run_rollout",
+    "sandbox_fingerprint",
     "trajectory_id",
 ]

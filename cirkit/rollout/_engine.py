@@ -21,8 +21,6 @@ from cirkit.cir import (
     STOP,
     PromptTemplate,
     final_answer,
-    make_observation,
-    pending_code,
     render_messages,
 )
 from cirkit.inputs import Question
@@ -30,7 +28,7 @@ from cirkit.llm import Completion, Sampling, derive_seed
 from cirkit.tokenizer import ModelTokenizer
 from cirkit.trajectory import CodeBlock, FinishReason, Trajectory, trajectory_id
 
-from ._exec import CodeRun, Runner, no_code_run
+from ._exec import CodeRun, Runner, run_block_turn
 
 __all__ = ["Generate", "RolloutConfig", "RolloutLimits", "run_rollout"]
 
@@ -162,19 +160,11 @@ async def run_rollout(
             if len(t.blocks) >= lim.max_code_blocks:
                 t.finish = "max_code_blocks"
                 break
-            code = pending_code("".join(t.parts))
-            run = await runner(code) if code is not None else no_code_run()
-            t.ran(run)
-            r = run.result
-            obs = make_observation(r.stdout, r.stderr, error=r.notice, tokenizer=tok,
-                                   max_tokens=lim.max_observation_tokens,
-                                   demo_error_hint=cfg.demo_error_hint)
-            head = "" if comp.text.endswith(END_CODE) else END_CODE
-            obs_text = head + "\n" + obs.text
-            block = CodeBlock(code or "", obs.body, r.error, r.duration_ms,
-                              [CodeBlock.tool_call(c.tool, c.args, c.key, c.error)
-                               for c in r.tool_calls])
-            t.observed(block, obs_text, tok.encode(obs_text))
+            step = await run_block_turn("".join(t.parts), runner=runner, tokenizer=tok,
+                                        max_observation_tokens=lim.max_observation_tokens,
+                                        demo_error_hint=cfg.demo_error_hint)
+            t.ran(step.run)
+            t.observed(step.block, step.text, tok.encode(step.text))
             if t.cut_to_limits(tok):
                 break
     except Exception as e:

@@ -16,7 +16,7 @@ from cirkit.tokenizer import ModelTokenizer
 from recorders import Recorder
 
 from ._engine import RolloutConfig
-from ._exec import exec_runner
+from ._exec import exec_runner, sandbox_fingerprint
 from ._run import RunStats, run_all
 from ._writer import RolloutWriter
 
@@ -51,8 +51,7 @@ def run_job(job: RolloutJob, *, console: Console | None = None) -> tuple[RunStat
     cfg = job.cfg
     writer = RolloutWriter(job.out, shard_size=job.shard_size, fmt=job.fmt)
     limits = Limits(wall_time_s=cfg.block_timeout)
-    fingerprint = {"version": 1, "wall_time_s": cfg.block_timeout,
-                   "memory_bytes": limits.memory_bytes, "persistent": False}
+    fingerprint = sandbox_fingerprint(limits)
 
     async def main() -> RunStats:
         async with Sandbox(workers=job.workers, limits=limits,

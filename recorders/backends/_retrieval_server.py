@@ -3,8 +3,11 @@
 ``POST /retrieve {"queries": [...], "topk": 3, "return_scores": true}`` answers
 ``{"result": [[{"document": {"id", "contents", "url"}, "score"}, ...], ...]}`` (one list per
 query; without ``return_scores``, just the documents), the shape of Search-R1's
-``retrieval_server.py``. It lets several processes share one local retriever, and gives the
-``retrieval`` backend's tests a real server on 127.0.0.1.
+``retrieval_server.py`` as ``recorders`` implements it once (``parse_retrieve``,
+``retrieve_answer``). It serves the local BM25 corpus live, with no store and no dependency
+beyond the standard library, and gives the ``retrieval`` backend's tests a real server on
+127.0.0.1; ``cirkit tools serve`` answers the same ``/retrieve`` from a store, whatever search
+backend recorded it.
 
 Run it with ``python -m recorders.backends._retrieval_server [--corpus FILE] [--port 8000]``.
 """
@@ -19,36 +22,24 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from recorders._errors import InvalidCallError
+from recorders._retrieve import parse_retrieve, retrieve_answer, retrieve_document
+
 from ._corpus import Corpus
 from ._local import LocalSearch
 
 __all__ = ["RetrievalServer", "handle_retrieve", "serve", "start_server"]
 
 MAX_BODY = 1 << 20
-MAX_TOPK = 1000
-
-
-class _BadRequest(ValueError):
-    pass
 
 
 def handle_retrieve(search: LocalSearch, body: Any) -> dict[str, Any]:
-    """The JSON answer to one ``/retrieve`` request body."""
-    if not isinstance(body, dict):
-        raise _BadRequest("the body must be a JSON object")
-    queries = body.get("queries")
-    if not isinstance(queries, list) or not all(isinstance(q, str) for q in queries):
-        raise _BadRequest("'queries' must be a list of strings")
-    topk = body.get("topk", 3)
-    if isinstance(topk, bool) or not isinstance(topk, int) or not 1 <= topk <= MAX_TOPK:
-        raise _BadRequest(f"'topk' must be an int from 1 to {MAX_TOPK}")
-    with_scores = bool(body.get("return_scores", False))
-    result: list[list[dict[str, Any]]] = []
-    for q in queries:
-        hits = search.search(q, topk)
-        docs = [({"id": d.id, "contents": d.contents, "url": d.url}, s) for d, s in hits]
-        result.append([{"document": d, "score": s} if with_scores else d for d, s in docs])
-    return {"result": result}
+    """The JSON answer to one ``/retrieve`` request body (InvalidCallError for a bad one):
+    the corpus docs' own ``contents``, in the shape ``recorders`` defines once."""
+    req = parse_retrieve(body)
+    per_query = [[(retrieve_document(id=d.id, url=d.url, contents=d.contents), s)
+                  for d, s in search.search(q, req.topk)] for q in req.queries]
+    return retrieve_answer(per_query, return_scores=req.return_scores)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -79,10 +70,13 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             length = int(self.headers.get("Content-Length") or 0)
             if not 0 < length <= MAX_BODY:
-                raise _BadRequest(f"the body must be 1 to {MAX_BODY} bytes of JSON")
+                raise ValueError(f"the body must be 1 to {MAX_BODY} bytes of JSON")
             body = json.loads(self.rfile.read(length))
             answer = handle_retrieve(self.server.search, body)
-        except (_BadRequest, ValueError) as e:
+        except InvalidCallError as e:
+            self._send(400, {"error": e.message, "hint": e.hint})
+            return
+        except ValueError as e:
             self._send(400, {"error": str(e)})
             return
         self._send(200, answer)

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from recorders import Recorder, Store, make_backend
+from recorders import InMemoryBackend, Recorder, Store, make_backend
 
 
 @dataclass(slots=True)
@@ -114,6 +114,18 @@ def corrupt_entry(i: Inputs) -> Path:
     db = next(dest.rglob("cache.db"))
     with sqlite3.connect(db) as con:
         con.execute("UPDATE Cache SET value = ?", ('{"blob": "not json',))
+    return dest
+
+
+def conflicting_store(i: Inputs) -> Path:
+    """A store holding the good store's search with another answer (a merge conflict)."""
+    dest = i.root / "conflicting-store"
+    if not dest.exists():
+        other = InMemoryBackend("web_search", lambda args: {"results": [
+            {"title": "Another answer", "url": "https://example.org/x", "snippet": "x"}]})
+        with Store(dest) as store:
+            Recorder(store, search=other, mode="record").call_sync(
+                "web_search", {"query": "who painted the night watch", "num_results": 2})
     return dest
 
 
@@ -256,6 +268,33 @@ CASES = [
          ("unpacked1",)),
     Case("store unpack not a pack", lambda i: [
         "store", "unpack", str(i.binary), str(i.root / "unpacked2")], ("unpacked2",)),
+    # -- cirkit tools serve: every bad input fails before the server listens
+    Case("tools serve replay without a store", lambda i: ["tools", "serve", "--port", "0"]),
+    Case("tools serve not a store", lambda i: [
+        "tools", "serve", "--store", str(i.root / "no-store"), "--port", "0"], ("no-store",)),
+    Case("tools serve an address of another machine", lambda i: [
+        "tools", "serve", "--store", str(i.good_store), "--host", "192.0.2.1", "--port", "0"]),
+    Case("tools serve binary tokenizer", lambda i: [
+        "tools", "serve", "--store", str(i.good_store), "--tokenizer", str(i.binary),
+        "--port", "0"]),
+    Case("tools serve on-miss local outside replay", lambda i: [
+        "tools", "serve", "--store", str(i.root / "ts1"), "--mode", "auto", "--on-miss", "local",
+        "--port", "0"], ("ts1",)),
+    Case("tools serve on-miss local latin-1 corpus", lambda i: [
+        "tools", "serve", "--store", str(i.good_store), "--on-miss", "local", "--corpus",
+        str(i.bad_utf8), "--port", "0"]),
+    # -- cirkit store merge: conflicts and bad stores leave no merged store behind
+    Case("store merge conflict", lambda i: [
+        "store", "merge", str(i.good_store), str(conflicting_store(i)), "--into",
+        str(i.root / "merged1")], ("merged1",)),
+    Case("store merge corrupt index", lambda i: [
+        "store", "merge", str(i.good_store), str(corrupt_index(i)), "--into",
+        str(i.root / "merged2")], ("merged2",)),
+    Case("store merge not a store", lambda i: [
+        "store", "merge", str(i.good_store), str(i.root), "--into", str(i.root / "merged3")],
+         ("merged3",)),
+    Case("store merge into an existing directory", lambda i: [
+        "store", "merge", str(i.good_store), "--into", str(i.root)]),
     # -- a Hub server answering garbage
     Case("pull from a garbage hub", lambda i: ["pull", "user/data", str(i.root / "pulled")],
          ("pulled",), hub=True),

@@ -90,3 +90,32 @@ def test_missing_api_key_names_the_variable(tmp_path: Path,
     monkeypatch.delenv("SERPER_API_KEY", raising=False)
     code, out = run("tools", "search", "x", "--backend", "serper", "--store", str(tmp_path))
     assert code == 1 and "SERPER_API_KEY" in out
+
+
+def _other(args: object) -> dict[str, object]:
+    return {"results": [{"title": "another answer", "url": "https://e.org/x", "snippet": "x"}]}
+
+
+def test_store_merge_combines_and_refuses_conflicts(store: Path, tmp_path: Path) -> None:
+    b = tmp_path / "b"
+    with Store(b) as st:
+        rec = Recorder(st, search=InMemoryBackend("web_search", answer), clock=lambda: 1.0)
+        for q in ("beta", "delta"):
+            rec.call_sync("web_search", {"query": q, "num_results": 2})
+    code, out = run("store", "merge", str(store), str(b), "--into", str(tmp_path / "c"))
+    assert code == 0, out
+    assert "merged 2 stores" in out and "4 entries (1 duplicates dropped)" in out
+    code, out = run("store", "ls", str(tmp_path / "c"), "--json")
+    assert sorted(json.loads(line)["args"]["query"] for line in out.splitlines()) == [
+        "alpha", "beta", "delta", "gamma"]
+    conflicting = tmp_path / "conflicting"
+    with Store(conflicting) as st:
+        Recorder(st, search=InMemoryBackend("web_search", _other)).call_sync(
+            "web_search", {"query": "alpha", "num_results": 2})
+    code, out = run("store", "merge", str(store), str(conflicting), "--into",
+                    str(tmp_path / "d"))
+    assert code == 1 and not (tmp_path / "d").exists()
+    lines = out.splitlines()
+    assert lines[0].startswith("error: 1 key(s) are recorded with different answers")
+    assert '"query": "alpha"' in lines[1] and str(conflicting) in lines[1]
+    assert lines[-1].startswith("hint: ")
