@@ -110,6 +110,12 @@ def rollout(questions: Path, out: Path, model: str, base_urls: tuple[str, ...],
                   f"{stats.generated_tokens / el:.0f} generated tok/s); {stats.skipped} "
                   f"already done; {manifest['trajectories']} in {out}")
     console.print("finish reasons: " + json.dumps(manifest["finish_reasons"]), markup=False)
+    config = manifest["config"]
+    if config["max_model_len"] is not None and config["total_token_cap"] < max_total_tokens:
+        console.print(f"the server's context is {config['max_model_len']} tokens: each request "
+                      f"asked for at most what was left of it (--max-total-tokens "
+                      f"{max_total_tokens} clamped to {config['total_token_cap']})",
+                      markup=False)
     if manifest["decode_mismatches"]:
         console.print(f"warning: {manifest['decode_mismatches']} trajectories whose ids do not "
                       "decode to their text", style="yellow")

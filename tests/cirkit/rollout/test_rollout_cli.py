@@ -88,6 +88,7 @@ def test_requests_are_clamped_to_the_servers_context_length_and_the_manifest_say
     code, out = _run(str(qs), "--out", str(tmp_path / "one"), "--base-url", fake_vllm.url,
                      *common)
     assert code == 0, out
+    assert "--max-total-tokens 32768 clamped to 4096" in " ".join(out.split())
     assert fake_vllm.bodies and all(
         len(b["prompt"]) + b["max_tokens"] <= fake_vllm.max_model_len for b in fake_vllm.bodies)
     assert fake_vllm.bodies[0]["max_tokens"] == 4096 - len(fake_vllm.bodies[0]["prompt"])
