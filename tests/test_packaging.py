@@ -1,5 +1,6 @@
 """The wheel carries what an installed cirkit needs beyond its code: the demo's inputs, read
-through ``importlib.resources``, so `cirkit demo` runs from a wheel, even one imported as a zip.
+through ``importlib.resources``, so `cirkit demo` runs from a wheel, even one imported as a zip,
+and the tiny CIR model the demo serves.
 
 The wheel is built offline (``--no-build-isolation``) from a copy of the sources in a temporary
 folder, so no ``build/`` or ``*.egg-info`` lands in the checkout."""
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from cirkit.demo import DEMO_CALLS, DEMO_DATA, DEMO_QUESTIONS
+from cirkit.testing import MODEL_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,6 +61,10 @@ def test_the_wheel_carries_the_demo_inputs(wheel: Path) -> None:
             assert inside in names, sorted(n for n in names if not n.endswith(".py"))
             assert z.read(inside) == (ROOT / "cirkit" / DEMO_DATA / name).read_bytes()
         assert {"cirkit/py.typed", "recorders/py.typed"} <= names
+        shipped = ROOT / "cirkit" / "testing" / MODEL_NAME
+        for path in sorted(shipped.iterdir()):  # the tiny model: the demo serves it as is
+            inside = f"cirkit/testing/{MODEL_NAME}/{path.name}"
+            assert inside in names and z.read(inside) == path.read_bytes()
 
 
 def test_a_zipped_install_reads_the_demo_inputs(wheel: Path, tmp_path: Path) -> None:

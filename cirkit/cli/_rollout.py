@@ -44,6 +44,10 @@ _CONFIG = RolloutConfig(model="", date=DEFAULT_DATE)
               show_default=True)
 @click.option("--max-response-tokens", default=_LIMITS.max_response_tokens, show_default=True)
 @click.option("--max-total-tokens", default=_LIMITS.max_total_tokens, show_default=True)
+@click.option("--max-model-len", type=click.IntRange(min=1), default=None,
+              help="The server's context length: no request asks past it [default: what the "
+                   "server reports on /v1/models; a replay passes the recorded run's, as its "
+                   "manifest.json says].")
 @click.option("--date", default=DEFAULT_DATE, show_default=True,
               help="The date the system prompt states (an input, never the clock).")
 @click.option("--dialect", type=click.Choice(sorted(DIALECTS)), default=_CONFIG.dialect,
@@ -64,7 +68,8 @@ _CONFIG = RolloutConfig(model="", date=DEFAULT_DATE)
 def rollout(questions: Path, out: Path, model: str, base_urls: tuple[str, ...],
             tokenizer: str | None, samples: int, seed: int, temperature: float, top_p: float,
             top_k: int, max_tokens: int, max_code_blocks: int, max_observation_tokens: int,
-            max_response_tokens: int, max_total_tokens: int, date: str, dialect: str,
+            max_response_tokens: int, max_total_tokens: int, max_model_len: int | None,
+            date: str, dialect: str,
             template: Path | None, demo_error_hint: bool, recorder: RecorderOptions,
             concurrency: int, workers: int | None, block_timeout: float, fmt: str,
             shard_size: int) -> None:
@@ -90,7 +95,8 @@ def rollout(questions: Path, out: Path, model: str, base_urls: tuple[str, ...],
                           max_tokens=max_tokens),
         limits=RolloutLimits(max_code_blocks, max_observation_tokens, max_response_tokens,
                              max_total_tokens),
-        demo_error_hint=demo_error_hint, block_timeout=block_timeout)
+        demo_error_hint=demo_error_hint, block_timeout=block_timeout,
+        max_model_len=max_model_len)
     tok = ModelTokenizer(tokenizer or model)
     console = Console(stderr=True)
     with recorder.open(readonly=tools_mode is Mode.REPLAY and llm_mode is Mode.REPLAY) as tools:
@@ -104,6 +110,12 @@ def rollout(questions: Path, out: Path, model: str, base_urls: tuple[str, ...],
                   f"{stats.generated_tokens / el:.0f} generated tok/s); {stats.skipped} "
                   f"already done; {manifest['trajectories']} in {out}")
     console.print("finish reasons: " + json.dumps(manifest["finish_reasons"]), markup=False)
+    config = manifest["config"]
+    if config["max_model_len"] is not None and config["total_token_cap"] < max_total_tokens:
+        console.print(f"the server's context is {config['max_model_len']} tokens: each request "
+                      f"asked for at most what was left of it (--max-total-tokens "
+                      f"{max_total_tokens} clamped to {config['total_token_cap']})",
+                      markup=False)
     if manifest["decode_mismatches"]:
         console.print(f"warning: {manifest['decode_mismatches']} trajectories whose ids do not "
                       "decode to their text", style="yellow")

@@ -250,6 +250,26 @@ class OpenAICompletionClient:
         except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError) as e:
             raise LLMError(f"could not list the models at {url}: {e}") from None
 
+    async def max_model_len(self) -> int | None:
+        """The context length the servers report for this model (vLLM lists it as
+        ``max_model_len`` on ``/v1/models``): the smallest over the base URLs, or None when
+        none reports one (another server kind, or none reachable yet: the requests will
+        say why)."""
+        found: list[int] = []
+        for url in self.base_urls:
+            try:
+                resp = await self._client().get(f"{url}/v1/models")
+                resp.raise_for_status()
+                data = resp.json().get("data", [])
+            except (httpx.HTTPError, ValueError, AttributeError):
+                continue
+            for m in data if isinstance(data, list) else []:
+                n = m.get("max_model_len") if isinstance(m, dict) else None
+                if m.get("id") == self.model and isinstance(n, int) and not isinstance(n, bool) \
+                        and n > 0:
+                    found.append(n)
+        return min(found) if found else None
+
     def stats(self) -> list[dict[str, Any]]:
         """Per endpoint: url, requests sent, connection failures, in flight, seconds dead."""
         now = time.monotonic()

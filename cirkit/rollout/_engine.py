@@ -10,7 +10,7 @@ The loop asks only for a :class:`Generate` callable and a :data:`Runner`, so any
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -23,6 +23,7 @@ from cirkit.cir import (
     final_answer,
     render_messages,
 )
+from cirkit.errors import ModelServerError
 from cirkit.inputs import Question
 from cirkit.llm import Completion, Sampling, derive_seed
 from cirkit.tokenizer import ModelTokenizer
@@ -30,7 +31,8 @@ from cirkit.trajectory import CodeBlock, FinishReason, Trajectory, trajectory_id
 
 from ._exec import CodeRun, Runner, run_block_turn
 
-__all__ = ["Generate", "RolloutConfig", "RolloutLimits", "run_rollout"]
+__all__ = ["Generate", "RolloutConfig", "RolloutLimits", "check_prompts_fit", "rollout_prompt",
+           "run_rollout"]
 
 
 class Generate(Protocol):
@@ -62,9 +64,44 @@ class RolloutConfig:
     think_prefix: str = "<think>\n"  # the demo's client prefills this after the chat template
     demo_error_hint: bool = False
     block_timeout: float = 10.0
+    #: The server's context length (vLLM's ``max_model_len``): prompt plus response never
+    #: asks past it, whatever the limits say. None: not known, the limits alone apply.
+    max_model_len: int | None = None
 
     def template_sha256(self) -> str:
         return (self.template or BUILTIN_TEMPLATE).sha256
+
+    def total_cap(self) -> int:
+        """The total-token limit in force: ``max_total_tokens``, clamped to the context."""
+        cap = self.limits.max_total_tokens
+        return cap if self.max_model_len is None else min(cap, self.max_model_len)
+
+
+def rollout_prompt(q: Question, cfg: RolloutConfig, tok: ModelTokenizer) -> tuple[str, list[int]]:
+    """The text a rollout of ``q`` starts from (chat template, then the think prefix) and its
+    ids."""
+    messages = render_messages(q.question, template=cfg.template, date=cfg.date,
+                               dialect=cfg.dialect, max_code_blocks=cfg.limits.max_code_blocks)
+    text = tok.chat_prompt(messages) + cfg.think_prefix
+    return text, tok.encode(text)
+
+
+def check_prompts_fit(questions: Sequence[Question], cfg: RolloutConfig,
+                      tok: ModelTokenizer) -> None:
+    """Before any request: every prompt leaves room for at least one generated token in the
+    server's context, else one error naming the longest prompt (a server would reject every
+    request of that question)."""
+    if cfg.max_model_len is None or not questions:
+        return
+    n, q = max(((len(rollout_prompt(q, cfg, tok)[1]), q) for q in questions),
+               key=lambda nq: nq[0])
+    if n >= cfg.max_model_len:
+        raise ModelServerError(
+            f"the prompt of question {q.id!r} is {n} tokens and the server's context length "
+            f"(max_model_len) is {cfg.max_model_len}: no room to generate anything",
+            hint="start the server with a larger --max-model-len (it must hold the prompt and "
+                 "the response), or shorten the question or the prompt template",
+            setting="max_model_len")
 
 
 @dataclass(slots=True)
@@ -74,6 +111,7 @@ class _Turns:
 
     prompt_ids: list[int]
     limits: RolloutLimits
+    total_cap: int  # max_total_tokens, clamped to the server's context
     ids: list[int] = field(default_factory=list)
     mask: list[int] = field(default_factory=list)
     parts: list[str] = field(default_factory=list)
@@ -86,7 +124,7 @@ class _Turns:
         """Tokens left under the response limit and under the total limit."""
         lim = self.limits
         return (lim.max_response_tokens - len(self.ids),
-                lim.max_total_tokens - len(self.prompt_ids) - len(self.ids))
+                self.total_cap - len(self.prompt_ids) - len(self.ids))
 
     def generated(self, comp: Completion) -> None:
         if comp.key:
@@ -110,7 +148,7 @@ class _Turns:
         """After an observation: if it pushed past a limit, cut ids, mask and text to it
         and say so."""
         over_resp = len(self.ids) - self.limits.max_response_tokens
-        over_total = len(self.prompt_ids) + len(self.ids) - self.limits.max_total_tokens
+        over_total = len(self.prompt_ids) + len(self.ids) - self.total_cap
         if over_resp < 0 and over_total < 0:
             return False
         cut = len(self.ids) - max(over_resp, over_total, 0)
@@ -129,13 +167,12 @@ async def run_rollout(
     generate: Generate, runner: Runner,
 ) -> Trajectory:
     """One trajectory. Never raises for the model's or a server's fault: ``finish_reason``
-    "error" and ``error`` say what happened, and what came before is kept."""
+    "error" and ``error`` say what happened, and what came before is kept. Each request asks
+    for at most what is left under the limits and the server's context (``max_model_len``)."""
     base_seed = cfg.sampling.seed or 0
     lim = cfg.limits
-    messages = render_messages(q.question, template=cfg.template, date=cfg.date,
-                               dialect=cfg.dialect, max_code_blocks=lim.max_code_blocks)
-    prompt_text = tok.chat_prompt(messages) + cfg.think_prefix
-    t = _Turns(tok.encode(prompt_text), lim)
+    prompt_text, prompt_ids = rollout_prompt(q, cfg, tok)
+    t = _Turns(prompt_ids, lim, cfg.total_cap())
     try:
         for turn in range(lim.max_code_blocks + 1):
             room_resp, room_total = t.rooms()

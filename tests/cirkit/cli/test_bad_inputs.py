@@ -234,6 +234,10 @@ CASES = [
         "rollout", str(i.questions), "--model", "m", "--tokenizer", str(i.tokenizer),
         "--store", str(i.good_store), "--tools-mode", "replay", "--llm-mode", "replay",
         "--out", str(i.unwritable)]),
+    Case("rollout prompt longer than --max-model-len", lambda i: [
+        "rollout", str(i.questions), "--model", "m", "--tokenizer", str(i.tokenizer),
+        "--store", str(i.good_store), "--tools-mode", "replay", "--llm-mode", "replay",
+        "--max-model-len", "8", "--out", str(i.root / "ro5")], ("ro5",)),
     Case("demo latin-1 --questions", lambda i: [
         "demo", "--quick", "--out", _demo_out(i), "--questions", str(i.bad_utf8)],
          ("demo-out",)),

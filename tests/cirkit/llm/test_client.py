@@ -116,6 +116,17 @@ async def test_wrong_model_lists_the_served_models(fake_vllm: FakeVLLM) -> None:
     assert fake_vllm.completions == 0 and len(fake_vllm.bodies) == 1  # not retried
 
 
+async def test_the_context_length_is_read_where_vllm_lists_it(
+        make_fake_vllm: Callable[..., FakeVLLM]) -> None:
+    small, large = make_fake_vllm(max_model_len=2048), make_fake_vllm()
+    async with OpenAICompletionClient([large.url, small.url], MODEL) as client:
+        assert await client.max_model_len() == 2048  # the smallest: every request fits all
+    async with OpenAICompletionClient([large.url, dead_url()], MODEL) as client:
+        assert await client.max_model_len() == 4096  # a dead server reports nothing
+    async with OpenAICompletionClient(large.url, "another-model") as client:
+        assert await client.max_model_len() is None  # only the model's own entry counts
+
+
 async def test_rejected_request_is_not_retried(fake_vllm: FakeVLLM) -> None:
     async with client(fake_vllm.url + "/v1/") as c:  # a trailing /v1 is accepted
         with pytest.raises(LLMError, match=r"HTTP 400.*maximum context length"):

@@ -42,6 +42,16 @@ def _complete(server: VllmHandle, prompt: list[int], **kw: Any) -> dict[str, Any
     return choice
 
 
+def test_the_server_reports_its_context_length(vllm_server: VllmHandle) -> None:
+    """What `cirkit rollout` clamps every request to: the fixture starts vLLM with
+    --max-model-len 4096."""
+    async def ask() -> int | None:
+        async with OpenAICompletionClient(vllm_server.base_url, vllm_server.model) as client:
+            return await client.max_model_len()
+
+    assert asyncio.run(ask()) == 4096
+
+
 def test_token_ids_in_and_out_and_seed(vllm_server: VllmHandle, tok: Tokenizer) -> None:
     prompt = _ids(tok, "What is Paris?")
     started = time.perf_counter()

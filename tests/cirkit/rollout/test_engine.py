@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -168,3 +169,28 @@ async def test_restart_skips_finished_ids(
     stats = await run_all([Q], samples=2, cfg=CFG, tok=chat_tokenizer, generate=model.complete,
                           runner=runner, writer=RolloutWriter(out))
     assert (stats.skipped, stats.done, len(model.requests)) == (1, 1, 1)
+
+
+async def test_every_request_fits_the_servers_context(
+        chat_tokenizer: ChatTokenizer, sandbox: Sandbox, tmp_path: Path) -> None:
+    """With the card's budgets (16384 a request) and a small server context, each request
+    asks for what is left of the context, and an observation that fills it ends the rollout
+    there, cut to the context."""
+    prompt = len(chat_tokenizer.encode(
+        (await run_rollout(Q, 0, cfg=CFG, tok=chat_tokenizer,
+                           generate=ScriptedModel(chat_tokenizer, [ANSWER]).complete,
+                           runner=_wire(sandbox, Store(tmp_path / "s0")))).prompt_text))
+    roomy = dataclasses.replace(CFG, max_model_len=prompt + 300)
+    model = ScriptedModel(chat_tokenizer, [CODE, ANSWER])
+    rec = await run_rollout(Q, 0, cfg=roomy, tok=chat_tokenizer, generate=model.complete,
+                            runner=_wire(sandbox, Store(tmp_path / "s1")))
+    assert rec.finish_reason == "answer" and rec.error is None
+    assert roomy.sampling.max_tokens == 16384 and roomy.total_cap() == prompt + 300
+    assert [len(p) + s.max_tokens for p, s in model.requests] == [prompt + 300] * 2
+
+    tight = dataclasses.replace(CFG, max_model_len=prompt + len(chat_tokenizer.encode(CODE)) + 5)
+    model = ScriptedModel(chat_tokenizer, [CODE, ANSWER])
+    rec = await run_rollout(Q, 0, cfg=tight, tok=chat_tokenizer, generate=model.complete,
+                            runner=_wire(sandbox, Store(tmp_path / "s2")))
+    assert rec.finish_reason == "max_total_tokens" and len(model.requests) == 1
+    assert len(rec.prompt_token_ids) + len(rec.response_token_ids) == tight.max_model_len

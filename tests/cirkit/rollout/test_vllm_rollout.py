@@ -179,3 +179,25 @@ def test_the_server_killed_mid_run_gives_errors_in_records_not_a_crash(
     failed = [r for r in rows if r["finish_reason"] == "error"]
     assert failed and all(r["error"] for r in failed)
     assert len(failed) < 16  # what finished before the kill is kept
+
+
+def test_the_cards_budgets_fit_a_server_started_with_a_4096_context(
+        vllm_server: VllmHandle, tmp_path: Path) -> None:
+    """No --max-tokens and no limits given: the card's 16384 a request and 32768 in all,
+    against vLLM started with --max-model-len 4096. Every request is clamped to what is left
+    of the server's context, so no rollout ends in vLLM's 400."""
+    qs = tmp_path / "q.jsonl"
+    qs.write_text('{"id": "nw", "question": "What is The Night Watch?"}\n')
+    code, out = _rollout(str(qs), "--out", str(tmp_path / "out"), "--base-url",
+                         vllm_server.base_url, "--model", vllm_server.model, "--tokenizer",
+                         str(vllm_server.model_dir), "--samples", "2", "--seed", "5",
+                         "--store", str(tmp_path / "store"))
+    assert code == 0, out
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["config"]["max_model_len"] == 4096
+    assert manifest["config"]["total_token_cap"] == 4096
+    assert manifest["config"]["sampling"]["max_tokens"] == 16384
+    assert "error" not in manifest["finish_reasons"]
+    for line in (tmp_path / "out" / "rollouts-00000-of-00001.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        assert len(row["prompt_token_ids"]) + len(row["response_token_ids"]) <= 4096

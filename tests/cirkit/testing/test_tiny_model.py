@@ -1,10 +1,13 @@
-"""The tiny model's recipe without torch (fast): its traces, tokenizer, cache and venv logic."""
+"""The tiny model's recipe without torch (fast): its traces, tokenizer, cache and venv logic;
+the shipped copy against the recipe (and, with the venv's torch, retrained byte for byte)."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -107,8 +110,8 @@ def test_recipe_hash_names_the_cache_entry(monkeypatch: pytest.MonkeyPatch,
         return {}
 
     monkeypatch.setattr(tiny_model, "build_tiny_model", fake_build)
-    first = tiny_model.ensure_tiny_model(tmp_path, python="unused")
-    assert tiny_model.ensure_tiny_model(tmp_path, python="unused") == first
+    first = tiny_model.ensure_tiny_model(tmp_path, python="unused", train=True)
+    assert tiny_model.ensure_tiny_model(tmp_path, python="unused", train=True) == first
     assert len(built) == 1 and first.name.startswith("cirkit-tiny-")
     assert not list(first.parent.glob(".*tmp*"))  # built in a temp dir, renamed into place
 
@@ -121,7 +124,7 @@ def test_failed_tiny_build_leaves_nothing(monkeypatch: pytest.MonkeyPatch,
 
     monkeypatch.setattr(tiny_model, "build_tiny_model", boom)
     with pytest.raises(tiny_model.TinyModelError):
-        tiny_model.ensure_tiny_model(tmp_path, python="unused")
+        tiny_model.ensure_tiny_model(tmp_path, python="unused", train=True)
     assert [p.name for p in (tmp_path / "models").iterdir() if not p.name.endswith(".lock")] \
         == []
 
@@ -163,3 +166,72 @@ def test_the_recipe_hash_ignores_docstrings_and_imports() -> None:
     assert base == tiny_model.code_digest('"""reworded"""\nfrom z import y\n\n'
                                           'def f():\n    return 1\n')
     assert base != tiny_model.code_digest("def f():\n    return 2\n")
+
+
+def test_the_shipped_model_is_used_without_training(monkeypatch: pytest.MonkeyPatch,
+                                                    tmp_path: Path) -> None:
+    def no_training(out: Path, **kw: object) -> dict[str, object]:
+        raise AssertionError("the shipped model must be used, not trained")
+
+    monkeypatch.setattr(tiny_model, "build_tiny_model", no_training)
+    assert tiny_model.ensure_tiny_model(tmp_path) == tiny_model.SHIPPED_DIR
+    assert not (tmp_path / "models").exists()
+    names = sorted(p.name for p in tiny_model.SHIPPED_DIR.iterdir())
+    assert names == sorted([*tiny_model.SHIPPED_FILES, tiny_model.MANIFEST])
+    size = sum(p.stat().st_size for p in tiny_model.SHIPPED_DIR.iterdir())
+    assert size < 8_000_000  # float16: half the float32 training output
+
+
+def test_the_shipped_model_was_built_by_this_recipe() -> None:
+    """Changing the recipe, the traces, the trainer, the prompt or the renderer makes this
+    fail until the shipped copy is rebuilt: `python -m cirkit.testing.tiny_model --ship`."""
+    manifest = tiny_model.shipped_manifest()
+    assert manifest is not None
+    assert manifest["recipe_sha256"] == tiny_model.recipe_sha256(), \
+        "stale shipped model: run `python -m cirkit.testing.tiny_model --ship`"
+    assert manifest["all_probes_pass"] and manifest["weights"]["dtype"] == "float16"
+    for name, digest in manifest["weights"]["files"].items():
+        assert hashlib.sha256((tiny_model.SHIPPED_DIR / name).read_bytes()).hexdigest() == digest
+
+
+def test_the_shipped_weights_are_float16_of_every_tensor(tmp_path: Path) -> None:
+    from safetensors.numpy import load_file
+
+    tensors = load_file(str(tiny_model.SHIPPED_DIR / "model.safetensors"))
+    config = json.loads((tiny_model.SHIPPED_DIR / "config.json").read_text())
+    assert {str(t.dtype) for t in tensors.values()} == {"float16"}
+    emb = tensors["model.embed_tokens.weight"]
+    assert emb.shape == (config["vocab_size"], config["hidden_size"])
+    # The export is a pure function of the float32 weights: same input, same bytes.
+    f32 = {k: v.astype("float32") for k, v in tensors.items()}
+    from safetensors.numpy import save_file
+
+    save_file(f32, str(tmp_path / "f32.safetensors"))
+    tiny_model.export_weights(tmp_path / "f32.safetensors", tmp_path / "again.safetensors")
+    assert (tmp_path / "again.safetensors").read_bytes() == \
+        (tiny_model.SHIPPED_DIR / "model.safetensors").read_bytes()
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_retraining_rewrites_the_shipped_model_byte_for_byte(vllm_venv_python: Path,
+                                                             tmp_path: Path) -> None:
+    """The script that made the shipped weights makes them again (5 minutes on a quiet
+    2-core machine). torch's CPU kernels differ with bf16 support and between torch builds:
+    elsewhere the bytes may differ, and the test says so instead of comparing."""
+    manifest = tiny_model.shipped_manifest()
+    assert manifest is not None
+    probe = subprocess.run(
+        [str(vllm_venv_python), "-c", "import torch; print(torch.__version__, "
+         "torch.cpu._is_avx512_bf16_supported())"], capture_output=True, text=True, check=True)
+    torch_version, bf16 = probe.stdout.split()
+    if (torch_version, bf16 == "True") != (manifest["torch"], manifest["bf16_autocast"]):
+        pytest.skip(f"shipped weights were trained with torch {manifest['torch']} (bf16 "
+                    f"autocast {manifest['bf16_autocast']}); this machine has {torch_version} "
+                    f"(bf16 {bf16})")
+    build, ship = tmp_path / "build", tmp_path / "ship"
+    tiny_model.build_tiny_model(build, python=vllm_venv_python, log=False)
+    again = tiny_model.ship_tiny_model(build, ship)
+    assert again["weights"] == manifest["weights"]
+    for name in (*tiny_model.SHIPPED_FILES, tiny_model.MANIFEST):
+        assert (ship / name).read_bytes() == (tiny_model.SHIPPED_DIR / name).read_bytes(), name
