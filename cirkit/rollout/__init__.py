@@ -11,7 +11,7 @@ from cirkit.tokenizer import ModelTokenizer
 from cirkit.trajectory import ROLLOUT_FORMAT_VERSION, trajectory_id
 
 from ._engine import Generate, RolloutConfig, RolloutLimits, run_rollout
-from ._exec import CodeRun, Runner, exec_runner
+from ._exec import CodeRun, Runner, exec_runner, sandbox_setup
 from ._job import RolloutJob, run_job
 from ._run import RunStats, run_all
 from ._writer import RolloutWriter, read_trajectories
@@ -37,5 +37,6 @@ __all__ = [
     "run_all",
     "run_job",
     "run_rollout",
+    "sandbox_setup",
     "trajectory_id",
 ]

@@ -128,14 +128,19 @@ def _error_text(e: Exception) -> str:
 
 async def run_rollout(
     q: Question, sample_index: int, *, cfg: RolloutConfig, tok: ModelTokenizer,
-    generate: Generate, runner: Runner,
+    generate: Generate, runner: Runner, messages: list[dict[str, str]] | None = None,
 ) -> Trajectory:
     """One trajectory. Never raises for the model's or a server's fault: ``finish_reason``
-    "error" and ``error`` say what happened, and what came before is kept."""
+    "error" and ``error`` say what happened, and what came before is kept.
+
+    ``messages`` are the chat messages as a dataset row already holds them (verl's
+    ``raw_prompt``, rendered by ``cirkit build rl``); by default they are rendered from the
+    question with ``cfg``'s template, date and dialect."""
     base_seed = cfg.sampling.seed or 0
     lim = cfg.limits
-    messages = render_messages(q.question, template=cfg.template, date=cfg.date,
-                               dialect=cfg.dialect, max_code_blocks=lim.max_code_blocks)
+    if messages is None:
+        messages = render_messages(q.question, template=cfg.template, date=cfg.date,
+                                   dialect=cfg.dialect, max_code_blocks=lim.max_code_blocks)
     prompt_text = tok.chat_prompt(messages) + cfg.think_prefix
     t = _Turns(tok.encode(prompt_text), lim)
     try:

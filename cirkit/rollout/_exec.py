@@ -11,10 +11,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cirkit.sandbox import ExecResult
+from cirkit.sandbox import ExecResult, Limits
 from recorders import EXECUTION, Recorder, Response
 
-__all__ = ["NO_CODE", "CodeRun", "Runner", "exec_runner", "no_code_run"]
+__all__ = ["NO_CODE", "CodeRun", "Runner", "exec_runner", "no_code_run", "sandbox_setup"]
 
 # Names no marker literally: an observation must never hold a token the model only generates.
 NO_CODE = ("Error: no well-formed code block was found. Open the block with the start-code "
@@ -32,6 +32,14 @@ class CodeRun:
 
 #: Runs one block's code: what a rollout calls for every ``<end_code>``.
 Runner = Callable[[str], Awaitable[CodeRun]]
+
+
+def sandbox_setup(block_timeout: float) -> tuple[Limits, dict[str, Any]]:
+    """The sandbox limits of a rollout and their fingerprint (part of every code run's key):
+    one definition, so ``cirkit rollout`` and a trainer's agent loop share recorded runs."""
+    limits = Limits(wall_time_s=block_timeout)
+    return limits, {"version": 1, "wall_time_s": block_timeout,
+                    "memory_bytes": limits.memory_bytes, "persistent": False}
 
 
 def no_code_run() -> CodeRun:

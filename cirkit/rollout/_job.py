@@ -16,7 +16,7 @@ from cirkit.tokenizer import ModelTokenizer
 from recorders import Recorder
 
 from ._engine import RolloutConfig
-from ._exec import exec_runner
+from ._exec import exec_runner, sandbox_setup
 from ._run import RunStats, run_all
 from ._writer import RolloutWriter
 
@@ -46,13 +46,11 @@ def run_job(job: RolloutJob, *, console: Console | None = None) -> tuple[RunStat
     """Run every rollout not finished yet in ``job.out``, then write the shards and the
     manifest: (the run's stats, the manifest)."""
     from cirkit.llm import OpenAICompletionClient
-    from cirkit.sandbox import Limits, Sandbox
+    from cirkit.sandbox import Sandbox
 
     cfg = job.cfg
     writer = RolloutWriter(job.out, shard_size=job.shard_size, fmt=job.fmt)
-    limits = Limits(wall_time_s=cfg.block_timeout)
-    fingerprint = {"version": 1, "wall_time_s": cfg.block_timeout,
-                   "memory_bytes": limits.memory_bytes, "persistent": False}
+    limits, fingerprint = sandbox_setup(cfg.block_timeout)
 
     async def main() -> RunStats:
         async with Sandbox(workers=job.workers, limits=limits,
