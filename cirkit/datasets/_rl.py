@@ -53,12 +53,12 @@ data.max_response_length={max_response}
 model's chat template itself. `agent_name` ({agent}) picks cirkit's CIR agent loop, which runs
 each code block in cirkit's sandbox with the tools replayed from a store; the reward is
 cirkit's (`compute_score`, the answer after `</think>` against
-`reward_model["ground_truth"]`, {gt_shape}):
+`reward_model["ground_truth"]`, {gt_shape}). With `V` for `cirkit.integrations.verl`:
 
 ```
-actor_rollout_ref.rollout.mode=async \
-actor_rollout_ref.rollout.agent.agent_loop_config_path=<cirkit.integrations.verl.AGENT_LOOP_CONFIG> \
-reward.custom_reward_function.path=<cirkit.integrations.verl.REWARD_PATH> \
+actor_rollout_ref.rollout.mode=async \\
+actor_rollout_ref.rollout.agent.agent_loop_config_path=<V.AGENT_LOOP_CONFIG> \\
+reward.custom_reward_function.path=<V.REWARD_PATH> \\
 reward.custom_reward_function.name=compute_score
 ```
 """

@@ -22,7 +22,7 @@ from .reward import compute_score
 if TYPE_CHECKING:
     from ._agent import AgentResult, close_shared, run_cir_agent
     from ._agent_loop import CirAgentLoop
-    from ._generate import VerlGenerate
+    from ._generate import VerlGenerate, completion_of
 
 #: The agent loop config naming ``cir_agent`` (``rollout.agent.agent_loop_config_path``).
 AGENT_LOOP_CONFIG = Path(__file__).with_name("agent_loop.yaml")
@@ -39,6 +39,7 @@ __all__ = [
     "RowContext",
     "VerlGenerate",
     "close_shared",
+    "completion_of",
     "compute_score",
     "run_cir_agent",
 ]
@@ -46,4 +47,4 @@ __all__ = [
 __getattr__ = lazy_exports(__name__, {
     "AgentResult": "._agent", "run_cir_agent": "._agent", "close_shared": "._agent",
     "CirAgentLoop": "._agent_loop",
-    "VerlGenerate": "._generate"}, globals())
+    "VerlGenerate": "._generate", "completion_of": "._generate"}, globals())

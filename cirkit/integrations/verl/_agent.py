@@ -35,7 +35,7 @@ from recorders import SEARCH, VISIT, Mode, Recorder, Store, make_backend
 from ._generate import ServerManager, VerlGenerate
 from ._settings import AgentSettings, RowContext
 
-__all__ = ["AgentResult", "AgentResources", "run_cir_agent"]
+__all__ = ["AgentResources", "AgentResult", "close_shared", "run_cir_agent", "shared_resources"]
 
 
 @dataclass(slots=True)

@@ -25,6 +25,7 @@ try:
         AgentLoopBase,
         AgentLoopMetrics,
         AgentLoopOutput,
+        _agent_loop_registry,
         register,
     )
 except ImportError as e:  # pragma: no cover - depends on the environment
@@ -38,7 +39,6 @@ __all__ = ["CirAgentLoop"]
 _NOT_SETTINGS = ("tools", "name", "_target_")
 
 
-@register(AGENT_NAME)
 class CirAgentLoop(AgentLoopBase):  # type: ignore[misc]
     """CIR rollouts for verl: code blocks run in cirkit's sandbox, ``web_search`` and
     ``web_visit`` answered through a cirkit store (replayed during RL), observations masked
@@ -81,6 +81,12 @@ class CirAgentLoop(AgentLoopBase):  # type: ignore[misc]
                                      tool_calls=result.tool_seconds),
             extra_fields=result.extra_fields())
 
+
+# Registered under cir_agent unless an agent loop config already named it: verl's worker loads
+# that config first, and hydra imports this module while making the first loop, so an
+# unconditional registration would replace the configured entry (its settings) by a bare one.
+if AGENT_NAME not in _agent_loop_registry:
+    register(AGENT_NAME)(CirAgentLoop)
 
 #: The keyword arguments verl's worker passes to every agent loop.
 _BASE_KWARGS = ("trainer_config", "server_manager", "tokenizer", "processor", "dataset_cls",

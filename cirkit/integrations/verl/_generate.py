@@ -20,7 +20,7 @@ from cirkit.errors import ModelServerError
 from cirkit.llm import Completion, Sampling
 from cirkit.tokenizer import ModelTokenizer
 
-__all__ = ["ServerManager", "VerlGenerate"]
+__all__ = ["ServerManager", "VerlGenerate", "completion_of"]
 
 #: verl's own sampling keys that cirkit's Sampling sets per request.
 _OURS = ("temperature", "top_p", "top_k", "max_tokens", "max_new_tokens", "seed", "stop",

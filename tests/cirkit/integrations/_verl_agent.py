@@ -92,6 +92,7 @@ def main() -> int:
         for i in range(len(ds)):
             row = {k: v[i] for k, v in non_tensor.items()}
             agent_name = row.pop("agent_name")
+            sent = len(server.requests)
             loop = hydra.utils.instantiate(
                 config=_agent_loop_registry[agent_name],
                 trainer_config=DictConfigWrap(config=config), server_manager=server,
@@ -109,7 +110,7 @@ def main() -> int:
                         "metrics": result.metrics.model_dump(),
                         "tensor_lengths": {k: int(tensors[k].shape[0]) for k in
                                            ("prompts", "responses", "response_mask")},
-                        "requests": len(server.requests),
+                        "requests": len(server.requests) - sent,
                         "request_keys": sorted(server.requests[-1])})
         from cirkit.integrations.verl import close_shared
 
