@@ -41,7 +41,8 @@ __all__ = ["AgentResources", "AgentResult", "close_shared", "run_cir_agent", "sh
 @dataclass(slots=True)
 class AgentResources:
     """What every sample of a process shares: the tokenizer, the tools' recorder (store and
-    backends) and a running sandbox with its recorded runner."""
+    backends) and a running sandbox with its runner (code runs through the store in
+    ``code_mode``)."""
 
     tok: ModelTokenizer
     recorder: Recorder
@@ -62,16 +63,19 @@ class AgentResources:
         visit = make_backend(VISIT, settings.visit_backend,
                              **(opts if settings.visit_backend == "local" else {})) \
             if live else None
-        store = Store(settings.store, readonly=mode is Mode.REPLAY) \
+        code_mode = settings.code_mode
+        reads_only = mode in (Mode.REPLAY, Mode.OFF) and code_mode in (Mode.REPLAY, Mode.OFF)
+        store = Store(settings.store, readonly=reads_only) \
             if settings.store is not None else None
         recorder = Recorder(store, search=search, visit=visit, mode=mode)
+        code = Recorder(store if code_mode is not Mode.OFF else None, mode=code_mode)
         stack = contextlib.AsyncExitStack()
         if store is not None:
             stack.enter_context(store)
         limits, fingerprint = sandbox_setup(settings.block_timeout)
         sb = await stack.enter_async_context(
             Sandbox(workers=settings.workers, limits=limits, tool_handler=recorder.call))
-        runner = exec_runner(recorder, sb.run, fingerprint=fingerprint)
+        runner = exec_runner(code, sb.run, fingerprint=fingerprint)
         return cls(tok, recorder, runner, stack)
 
     async def aclose(self) -> None:
@@ -120,8 +124,9 @@ class AgentResult:
 
     def extra_fields(self) -> dict[str, Any]:
         t = self.trajectory
+        errors = sum(1 for b in t.code_blocks for c in b.tool_calls if c.get("error"))
         return {"cir_finish_reason": t.finish_reason, "cir_num_code_blocks": t.num_code_blocks,
-                "cir_store_keys": len(t.store_keys)}
+                "cir_tool_errors": errors, "cir_store_keys": len(t.store_keys)}
 
 
 def rollout_config(settings: AgentSettings, sampling: Mapping[str, Any],

@@ -27,12 +27,20 @@ _PATH_FIELDS = ("store", "corpus", "template", "tokenizer")
 
 @dataclass(slots=True, frozen=True, kw_only=True)
 class AgentSettings:
-    """Everything the loop needs beyond the row: the store and its mode for tools and code
-    runs, the backends a live mode asks, the CIR limits, the prompt's date and dialect, the
-    base seed (None: verl's sampling decides, as for its own loops) and the sandbox."""
+    """Everything the loop needs beyond the row: the store and its mode for the web tools
+    (``tools_mode``) and for code runs (``code_mode``), the backends a live mode asks, the CIR
+    limits, the prompt's date and dialect, the base seed (None: verl's sampling decides, as for
+    its own loops) and the sandbox.
+
+    ``code_mode`` is "off" by default: during RL the policy writes new code at every step, so
+    code runs execute in the sandbox each time (never stored: the store would grow without
+    bound and replay nothing) while the web tools they call are answered by the store.
+    ``cirkit rollout`` stores code runs in its tools mode; set ``code_mode`` to the same mode
+    to replay a recorded rollout's code runs as they were."""
 
     store: Path | None = None
     tools_mode: Mode = Mode.REPLAY
+    code_mode: Mode = Mode.OFF
     search_backend: str = "local"
     visit_backend: str = "local"
     corpus: Path | None = None
@@ -69,13 +77,14 @@ class AgentSettings:
         for k in _PATH_FIELDS:
             if k in kw and k != "tokenizer":
                 kw[k] = Path(str(kw[k]))
-        if "tools_mode" in kw:
-            try:
-                kw["tools_mode"] = Mode.parse(str(kw["tools_mode"]))
-            except ValueError as e:
-                raise CirkitError(str(e), setting="tools_mode",
-                                  hint="use replay (RL on a recorded store), auto, record, "
-                                       "rewrite or off") from None
+        for name in ("tools_mode", "code_mode"):
+            if name in kw:
+                try:
+                    kw[name] = Mode.parse(str(kw[name]))
+                except ValueError as e:
+                    raise CirkitError(str(e), setting=name,
+                                      hint="use replay (RL on a recorded store), auto, record, "
+                                           "rewrite or off") from None
         s = cls(**kw)
         if response_length is not None:
             s = replace(s, max_response_tokens=min(s.max_response_tokens, response_length))
@@ -87,12 +96,14 @@ class AgentSettings:
 
     def check(self) -> None:
         """One clear error for a setting the loop cannot run with."""
-        if self.store is None and self.tools_mode is not Mode.OFF:
-            raise CirkitError(f"tools_mode {self.tools_mode.value} needs a store",
-                              setting="store", env_var="CIRKIT_STORE",
-                              hint="set store: <dir> in the cir_agent entry of the agent loop "
-                                   "config (or CIRKIT_STORE), or tools_mode: off")
-        if self.tools_mode is Mode.REPLAY and self.store is not None \
+        for name in ("tools_mode", "code_mode"):
+            mode = getattr(self, name)
+            if self.store is None and mode is not Mode.OFF:
+                raise CirkitError(f"{name} {mode.value} needs a store",
+                                  setting="store", env_var="CIRKIT_STORE",
+                                  hint="set store: <dir> in the cir_agent entry of the agent "
+                                       f"loop config (or CIRKIT_STORE), or {name}: off")
+        if Mode.REPLAY in (self.tools_mode, self.code_mode) and self.store is not None \
                 and not self.store.is_dir():
             raise CirkitError(f"the store {self.store} does not exist, and replay reads one",
                               setting="store",
@@ -108,8 +119,9 @@ class AgentSettings:
 
     def key(self) -> tuple[Any, ...]:
         """What the process-wide resources (store, sandbox, tokenizer) depend on."""
-        return (self.store, self.tools_mode, self.search_backend, self.visit_backend,
-                self.corpus, self.tokenizer, self.block_timeout, self.workers)
+        return (self.store, self.tools_mode, self.code_mode, self.search_backend,
+                self.visit_backend, self.corpus, self.tokenizer, self.block_timeout,
+                self.workers)
 
 
 @dataclass(slots=True, frozen=True)

@@ -118,7 +118,13 @@ async def test_a_replayed_sample_has_the_recorded_rollouts_ids_and_mask(
     assert res.response_mask == t.response_mask and 0 in res.response_mask
     assert res.num_turns == 1 + 2 + 1  # the user, two generations, one observation
     assert res.extra_fields() == {"cir_finish_reason": "answer", "cir_num_code_blocks": 1,
-                                  "cir_store_keys": len(t.store_keys)}
+                                  "cir_tool_errors": 0, "cir_store_keys": len(t.store_keys)}
+    # the code ran live in the sandbox (code_mode off: RL writes new code every step) and its
+    # web_search was answered from the store: the same output as the recorded run
+    def run(b: Any) -> tuple[Any, ...]:  # a live run's duration is its own
+        return b.code, b.output, b.error, b.tool_calls
+
+    assert [run(b) for b in res.trajectory.code_blocks] == [run(b) for b in t.code_blocks]
     # each request: the rollout's derived seed and budget, the stop strings kept, and verl's
     # own parameters (repetition_penalty, logprobs) passed on
     assert [s["seed"] for s in server.sent] == [r[1].seed for r in
@@ -142,14 +148,28 @@ async def test_an_unseeded_loop_leaves_sampling_to_verl(chat_tokenizer: ChatToke
     assert {s["temperature"] for s in server.sent} == {0.7}
 
 
-async def test_a_code_run_missing_from_a_replayed_store_fails_the_sample(
+async def test_a_search_the_store_never_saw_is_a_tool_error_the_model_reads(
         chat_tokenizer: ChatTokenizer, recorded: Any) -> None:
     store, _ = recorded
     server = ScriptedServer(ScriptedModel(chat_tokenizer, [OTHER, ANSWER]))
     settings = AgentSettings.from_config({"store": str(store), "tools_mode": "replay"})
+    res = await run_cir_agent(settings, _row(), server=server, tokenizer=chat_tokenizer.name,
+                              request_id="r3", sampling={})
+    (block,) = res.trajectory.code_blocks
+    assert block.tool_calls[0]["error"] and "rembrandt" in str(block.tool_calls[0]["args"])
+    assert res.extra_fields()["cir_tool_errors"] == 1
+    assert res.extra_fields()["cir_finish_reason"] == "answer"
+
+
+async def test_a_code_run_missing_from_a_replayed_store_fails_the_sample(
+        chat_tokenizer: ChatTokenizer, recorded: Any) -> None:
+    store, _ = recorded
+    server = ScriptedServer(ScriptedModel(chat_tokenizer, [OTHER, ANSWER]))
+    settings = AgentSettings.from_config({"store": str(store), "tools_mode": "replay",
+                                          "code_mode": "replay"})
     with pytest.raises(CirkitError, match="rollout of question nw failed") as e:
         await run_cir_agent(settings, _row(), server=server, tokenizer=chat_tokenizer.name,
-                            request_id="r3", sampling={})
+                            request_id="r4", sampling={})
     assert "tools_mode: auto" in (e.value.hint or "")
 
 
@@ -160,6 +180,7 @@ def test_settings_come_from_the_agent_loop_entry_within_verls_lengths(
                                    "max_code_blocks": 4}, response_length=1000,
                                   prompt_length=500)
     assert s.store == tmp_path and s.tools_mode is Mode.REPLAY and s.seed == 3
+    assert s.code_mode is Mode.OFF
     assert (s.max_code_blocks, s.max_response_tokens, s.max_total_tokens) == (4, 1000, 1500)
 
 
@@ -168,6 +189,7 @@ def test_settings_come_from_the_agent_loop_entry_within_verls_lengths(
     ({"tools_mode": "auto"}, "needs a store", "CIRKIT_STORE"),
     ({"store": "/nonexistent/cirkit-store"}, "does not exist", "record it first"),
     ({"tools_mode": "sometimes", "store": "x"}, "sometimes", "replay"),
+    ({"tools_mode": "off", "code_mode": "auto"}, "code_mode auto needs a store", "code_mode"),
     ({"tools_mode": "off", "dialect": "klingon"}, "dialect", "card"),
     ({"tools_mode": "off", "max_response_tokens": 0}, "max_response_tokens", "positive"),
 ])
