@@ -107,6 +107,7 @@ def test_cir_agent_in_verl_gives_cirkit_rollouts_ids_and_mask(
     rollouts = {t["question_id"]: t for t in map(json.loads, (
         tmp_path / "roll" / "rollouts-00000-of-00001.jsonl").read_text().splitlines())}
     assert any(t["num_code_blocks"] for t in rollouts.values()), "no code block ran"
+    assert any(b["tool_calls"] for t in rollouts.values() for b in t["code_blocks"])
     # 2. replay during RL: verl's dataset rows, verl's way of making the loop, the store read-only
     built = build_rl(qs, tmp_path / "rl", tokenizer=BuildTokenizer(vllm_server.model_dir),
                      options=RLOptions(max_prompt_tokens=prompt_length))
@@ -130,6 +131,8 @@ def test_cir_agent_in_verl_gives_cirkit_rollouts_ids_and_mask(
         assert o["response_mask"] == t["response_mask"]
         assert o["extra_fields"]["cir_finish_reason"] == t["finish_reason"]
         assert o["extra_fields"]["cir_num_code_blocks"] == t["num_code_blocks"]
+        assert o["extra_fields"]["cir_tool_errors"] == sum(
+            1 for b in t["code_blocks"] for c in b["tool_calls"] if c["error"])
         # verl counts turns as user + assistant + tool messages
         assert o["num_turns"] == 1 + o["requests"] + t["num_code_blocks"]
         assert o["tensor_lengths"] == {"prompts": len(t["prompt_token_ids"]),
