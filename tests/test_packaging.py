@@ -59,6 +59,9 @@ def test_the_wheel_carries_the_demo_inputs(wheel: Path) -> None:
             assert inside in names, sorted(n for n in names if not n.endswith(".py"))
             assert z.read(inside) == (ROOT / "cirkit" / DEMO_DATA / name).read_bytes()
         assert {"cirkit/py.typed", "recorders/py.typed"} <= names
+        # verl reads these two by path (agent_loop_config_path, custom_reward_function.path)
+        assert {"cirkit/integrations/verl/agent_loop.yaml",
+                "cirkit/integrations/verl/reward.py"} <= names
 
 
 def test_a_zipped_install_reads_the_demo_inputs(wheel: Path, tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ __all__ = ["AGENT_NAME", "AgentSettings", "RowContext"]
 
 #: The name rows carry in their ``agent_name`` column and the YAML entry registers.
 AGENT_NAME = "cir_agent"
-_PATH_FIELDS = ("store", "corpus", "template", "tokenizer")
+_PATH_FIELDS = ("store", "corpus", "template")
 
 
 @dataclass(slots=True, frozen=True, kw_only=True)
@@ -75,7 +75,7 @@ class AgentSettings:
         if "store" not in kw and os.environ.get("CIRKIT_STORE"):
             kw["store"] = os.environ["CIRKIT_STORE"]
         for k in _PATH_FIELDS:
-            if k in kw and k != "tokenizer":
+            if k in kw:
                 kw[k] = Path(str(kw[k]))
         for name in ("tools_mode", "code_mode"):
             if name in kw:
