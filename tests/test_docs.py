@@ -51,6 +51,7 @@ API_PAGES = {
     "llm": "cirkit.llm",
     "sandbox": "cirkit.sandbox",
     "datasets": "cirkit.datasets",
+    "integrations-verl": "cirkit.integrations.verl",
     "hub": "cirkit.hub",
 }
 

@@ -65,6 +65,9 @@ def test_the_wheel_carries_the_demo_inputs(wheel: Path) -> None:
         for path in sorted(shipped.iterdir()):  # the tiny model: the demo serves it as is
             inside = f"cirkit/testing/{MODEL_NAME}/{path.name}"
             assert inside in names and z.read(inside) == path.read_bytes()
+        # verl reads these two by path (agent_loop_config_path, custom_reward_function.path)
+        assert {"cirkit/integrations/verl/agent_loop.yaml",
+                "cirkit/integrations/verl/reward.py"} <= names
 
 
 def test_a_zipped_install_reads_the_demo_inputs(wheel: Path, tmp_path: Path) -> None:

@@ -92,6 +92,10 @@ def test_cirkit_public_names() -> None:
         "cirkit.toolserver": ["LATENCY_BUCKETS", "MAX_BODY_BYTES", "BackgroundServer",
                               "Metrics", "ObserveRequest", "ToolAnswer", "ToolService", "bind",
                               "create_app", "parse_observe", "run_app", "tool_args", "url_of"],
+        "cirkit.integrations.verl": ["AGENT_LOOP_CONFIG", "AGENT_NAME", "REWARD_PATH",
+                                     "AgentResult", "AgentSettings", "CirAgentLoop",
+                                     "RowContext", "VerlGenerate", "close_shared",
+                                     "completion_of", "compute_score", "run_cir_agent"],
         "cirkit.trajectory": ["ANNOTATION_FIELDS", "FINISH_REASONS", "ROLLOUT_FORMAT",
                               "ROLLOUT_FORMAT_VERSION", "TRAJECTORY_FIELDS", "CodeBlock",
                               "FieldType", "FinishReason", "RolloutDir", "ShardFormat",
@@ -99,7 +103,8 @@ def test_cirkit_public_names() -> None:
                               "polars_schema", "trajectory_id"],
         "cirkit.tokenizer": ["TOKENIZER_FILES", "ModelTokenizer", "TokenizerLoadError",
                              "load_tokenizer"],
-        "cirkit.datasets": ["BUILD_FORMAT_VERSION", "BuildResult", "BuildTokenizer", "Filter",
+        "cirkit.datasets": ["BUILD_FORMAT_VERSION", "GROUND_TRUTH_FORMATS", "BuildResult",
+                            "BuildTokenizer", "Filter",
                             "TRAJECTORY_SCHEMA", "discover_inputs", "join_ids", "parse_verdict",
                             "FilterStats", "Funnel", "IGNORE_INDEX", "RLOptions", "RejectSink",
                             "SFTOptions", "SFTRow", "SFT_SCHEMA", "Verdict", "build_rl",
@@ -118,6 +123,8 @@ def test_cirkit_public_names() -> None:
         mod = importlib.import_module(module)
         assert sorted(mod.__all__) == sorted(names), module
         for name in names:
+            if (module, name) == ("cirkit.integrations.verl", "CirAgentLoop"):
+                continue  # needs verl: tests/cirkit/integrations (with and without it)
             assert getattr(mod, name) is not None, f"{module}.{name}"
 
 

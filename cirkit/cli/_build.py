@@ -18,7 +18,7 @@ from rich.progress import (
 )
 
 from cirkit.cir import DIALECTS
-from cirkit.datasets import RLOptions, SFTOptions
+from cirkit.datasets import GROUND_TRUTH_FORMATS, RLOptions, SFTOptions
 
 from ._errors import Group
 
@@ -132,10 +132,19 @@ def sft(inputs: tuple[Path, ...], tokenizer: str, out: Path, split: str, shard_r
 @click.option("--max-code-blocks", default=_RL.max_code_blocks, show_default=True,
               help="The block budget the system prompt states.")
 @click.option("--ability", default=_RL.ability, show_default=True)
+@click.option("--data-source", default=None,
+              help="Every row's data_source [default: the question file's source field].")
+@click.option("--agent-name", default=_RL.agent_name, show_default=True,
+              help="verl's agent_name column: the agent loop that runs each row.")
+@click.option("--ground-truth-format", type=click.Choice(list(GROUND_TRUTH_FORMATS)),
+              default=_RL.ground_truth_format, show_default=True,
+              help='reward_model.ground_truth as a list of strings, or {"target": [...]} '
+                   "(Search-R1's and verl's QA scorers).")
 def rl(questions: tuple[Path, ...], tokenizer: str, out: Path, split: str, shard_rows: int,
        license_: str, date: str, dialect: str, template: Path | None, reject: Path | None,
        exclude_eval: tuple[Path, ...], max_tokens: int, max_response_tokens: int,
-       max_total_tokens: int, max_code_blocks: int, ability: str) -> None:
+       max_total_tokens: int, max_code_blocks: int, ability: str, data_source: str | None,
+       agent_name: str, ground_truth_format: str) -> None:
     """verl RL rows from QUESTIONS (JSONL/CSV/TSV/parquet with a question and a ground truth;
     SimpleQA, Frames, Search-R1 and verl files as published)."""
     from cirkit.datasets import BuildTokenizer, build_rl
@@ -144,7 +153,8 @@ def rl(questions: tuple[Path, ...], tokenizer: str, out: Path, split: str, shard
                      max_total_tokens=max_total_tokens, max_code_blocks=max_code_blocks,
                      exclude_eval=exclude_eval, ability=ability, reject=reject, split=split,
                      shard_rows=shard_rows, license=license_, date=date, dialect=dialect,
-                     template=template)
+                     template=template, data_source=data_source, agent_name=agent_name,
+                     ground_truth_format=ground_truth_format)
     tok = BuildTokenizer(tokenizer)
     with _progress(Console(stderr=True), False) as bar:
         task = bar.add_task("build rl", total=None)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from cirkit._lazy import lazy_exports
 
-from ._options import RLOptions, SFTOptions
+from ._options import GROUND_TRUTH_FORMATS, RLOptions, SFTOptions
 
 if TYPE_CHECKING:
     from ._common import BUILD_FORMAT_VERSION, BuildResult
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BUILD_FORMAT_VERSION",
+    "GROUND_TRUTH_FORMATS",
     "IGNORE_INDEX",
     "SFT_SCHEMA",
     "TRAJECTORY_SCHEMA",

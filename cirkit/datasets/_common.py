@@ -20,7 +20,7 @@ from ._tokenize import BuildTokenizer
 __all__ = ["BUILD_FORMAT_VERSION", "BuildResult", "Plot", "finish_build", "load_template",
            "prompt_info", "tokenizer_info"]
 
-BUILD_FORMAT_VERSION = 1
+BUILD_FORMAT_VERSION = 2  # 2: RL rows carry agent_name; ground_truth is never a bare string
 
 
 @dataclass(slots=True, frozen=True)

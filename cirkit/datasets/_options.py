@@ -11,7 +11,10 @@ from pathlib import Path
 
 from cirkit.cir import CARD, DEFAULT_DATE
 
-__all__ = ["BuildOptions", "RLOptions", "SFTOptions"]
+__all__ = ["GROUND_TRUTH_FORMATS", "BuildOptions", "RLOptions", "SFTOptions"]
+
+#: The shapes ``reward_model.ground_truth`` can be written in (``RLOptions.ground_truth_format``).
+GROUND_TRUTH_FORMATS = ("list", "target")
 
 
 @dataclass(slots=True, frozen=True, kw_only=True)
@@ -51,5 +54,12 @@ class RLOptions(BuildOptions):
     max_code_blocks: int = CARD.max_code_blocks
     exclude_eval: tuple[Path, ...] = ()
     ability: str = "search"
+    #: Every row's ``data_source`` (verl groups metrics by it); default: the question file's.
+    data_source: str | None = None
+    #: verl's ``agent_name`` column: the agent loop that runs a row (cirkit's CIR loop).
+    agent_name: str = "cir_agent"
+    #: ``reward_model.ground_truth``: "list" (a list of strings) or "target" (Search-R1's and
+    #: verl's QA scorers' ``{"target": [...]}``). Either way one type for every build.
+    ground_truth_format: str = "list"
     chunk_rows: int = 10_000
     title: str = "CIR RL prompts"

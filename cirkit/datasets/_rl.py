@@ -19,12 +19,14 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from cirkit.answers import gold_answers
+from cirkit.errors import CirkitError
 from cirkit.inputs import Question, read_questions
 
 from ._common import BuildResult, Plot, finish_build, load_template, prompt_info, tokenizer_info
 from ._filters import Filter, Funnel, RejectSink, Verdict, normalize_answer
 from ._io import ShardWriter
-from ._options import RLOptions
+from ._options import GROUND_TRUTH_FORMATS, RLOptions
 from ._report import LengthStats, summarize_lengths
 from ._rows import PromptContext
 from ._tokenize import BuildTokenizer
@@ -48,8 +50,17 @@ data.max_response_length={max_response}
 ```
 
 `prompt` holds the chat messages (the CIR system prompt and the question); verl applies the
-model's chat template itself. The reward function gets `data_source` and
-`reward_model["ground_truth"]`.
+model's chat template itself. `agent_name` ({agent}) picks cirkit's CIR agent loop, which runs
+each code block in cirkit's sandbox with the tools replayed from a store; the reward is
+cirkit's (`compute_score`, the answer after `</think>` against
+`reward_model["ground_truth"]`, {gt_shape}). With `V` for `cirkit.integrations.verl`:
+
+```
+actor_rollout_ref.rollout.mode=async \\
+actor_rollout_ref.rollout.agent.agent_loop_config_path=<V.AGENT_LOOP_CONFIG> \\
+reward.custom_reward_function.path=<V.REWARD_PATH> \\
+reward.custom_reward_function.name=compute_score
+```
 """
 
 
@@ -71,7 +82,7 @@ class HasGroundTruth(Filter[RLRow]):
 
     def check(self, row: RLRow) -> Verdict:
         gt = row.question.ground_truth
-        return (False, "no_ground_truth") if gt is None or gt == "" or gt == [] else True
+        return True if gold_answers(gt) else (False, "no_ground_truth")
 
 
 class EvalOverlap(Filter[RLRow]):
@@ -127,26 +138,25 @@ def load_eval_questions(paths: Sequence[Path]) -> set[str]:
             for q in read_questions(p, unique=False)}
 
 
-def rl_schema(list_ground_truth: bool) -> pa.Schema:
-    """verl's columns; ground truth is a string, or a list of strings when some question has
-    several answers (one parquet column has one type)."""
-    gt = pa.list_(pa.string()) if list_ground_truth else pa.string()
+def rl_schema(ground_truth_format: str = "list") -> pa.Schema:
+    """verl's columns. ``reward_model.ground_truth`` is always a list of strings ("list") or
+    always ``{"target": [...]}`` ("target"), never a type that depends on the questions, so
+    any two builds of one format concatenate."""
+    golds = pa.list_(pa.string())
+    gt = golds if ground_truth_format == "list" else pa.struct([("target", golds)])
     return pa.schema([
         ("data_source", pa.string()), ("prompt", _MESSAGES), ("ability", pa.string()),
         ("reward_model", pa.struct([("style", pa.string()), ("ground_truth", gt)])),
         ("extra_info", pa.struct([
             ("index", pa.int64()), ("split", pa.string()), ("question_id", pa.string()),
             ("num_prompt_tokens", pa.int64()), ("question", pa.string())])),
+        ("agent_name", pa.string()),
     ])
 
 
-def _several(gt: Any) -> bool:
-    return isinstance(gt, (list, tuple)) and len(gt) != 1
-
-
-def _gt(gt: Any, as_list: bool) -> str | list[str]:
-    items = [str(x) for x in gt] if isinstance(gt, (list, tuple)) else [str(gt)]
-    return items if as_list else items[0]
+def _gt(gt: Any, fmt: str) -> list[str] | dict[str, list[str]]:
+    golds = list(gold_answers(gt))
+    return golds if fmt == "list" else {"target": golds}
 
 
 def build_rl(questions: str | Path | Sequence[str | Path], out: str | Path, *,
@@ -155,6 +165,10 @@ def build_rl(questions: str | Path | Sequence[str | Path], out: str | Path, *,
     """Build a verl RL dataset folder from question files (JSONL/CSV/TSV/parquet, read by
     ``cirkit.inputs.read_questions``)."""
     opts = options or RLOptions()
+    if opts.ground_truth_format not in GROUND_TRUTH_FORMATS:
+        raise CirkitError(f"unknown ground truth format {opts.ground_truth_format!r}",
+                          setting="ground_truth_format",
+                          hint=f"use one of: {', '.join(GROUND_TRUTH_FORMATS)}")
     out = Path(out)
     tok = tokenizer if isinstance(tokenizer, BuildTokenizer) else BuildTokenizer(tokenizer)
     paths = [Path(questions)] if isinstance(questions, (str, Path)) else [
@@ -169,8 +183,8 @@ def build_rl(questions: str | Path | Sequence[str | Path], out: str | Path, *,
         [HasGroundTruth(), EvalOverlap(load_eval_questions(opts.exclude_eval), eval_names),
          DuplicateQuestion(), PromptTooLong(opts.max_prompt_tokens)],
         RejectSink(opts.reject) if opts.reject is not None else None)
-    as_list = any(_several(q.ground_truth) for q in qs)
-    schema = rl_schema(as_list)
+    fmt = opts.ground_truth_format
+    schema = rl_schema(fmt)
     writer = ShardWriter(out, opts.split, schema, shard_rows=opts.shard_rows,
                          row_group_rows=opts.row_group_rows)
     lengths = LengthStats()
@@ -187,14 +201,15 @@ def build_rl(questions: str | Path | Sequence[str | Path], out: str | Path, *,
             kept = funnel.run(kept, 3, count_in=False)
             n = [r.num_prompt_tokens for r in kept]
             writer.write(pa.table({
-                "data_source": [r.question.source for r in kept],
+                "data_source": [opts.data_source or r.question.source for r in kept],
                 "prompt": pa.array([r.messages for r in kept], _MESSAGES),
                 "ability": [opts.ability] * len(kept),
                 "reward_model": [{"style": "rule", "ground_truth": _gt(r.question.ground_truth,
-                                                                       as_list)} for r in kept],
+                                                                       fmt)} for r in kept],
                 "extra_info": [{"index": index + k, "split": opts.split,
                                 "question_id": r.question.id, "num_prompt_tokens": n[k],
                                 "question": r.question.question} for k, r in enumerate(kept)],
+                "agent_name": [opts.agent_name] * len(kept),
             }, schema=schema))
             index += len(kept)
             lengths.add(np.asarray(n, dtype=np.int64))
@@ -208,7 +223,7 @@ def build_rl(questions: str | Path | Sequence[str | Path], out: str | Path, *,
     tokens = summarize_lengths(lengths.token_series(), opts.max_prompt_tokens)
     report = {"kind": "rl", "tokens_label": "prompt tokens", "tokens": tokens,
               "eval_excluded": funnel.filters[1].stats.removed,
-              "ground_truth_type": "list" if as_list else "string"}
+              "ground_truth_type": fmt}
     hist = tokens["histogram"]
     limits = {"max_prompt_tokens": opts.max_prompt_tokens,
               "max_response_tokens": opts.max_response_tokens,
@@ -221,7 +236,7 @@ def build_rl(questions: str | Path | Sequence[str | Path], out: str | Path, *,
         "tags": ["cirkit", "code-integrated-reasoning", "rl", "verl", "tool-use"],
         "tokenizer": tokenizer_info(tok),
         "prompt": prompt_info(template, date=opts.date, dialect=opts.dialect),
-        "limits": limits, "ability": opts.ability,
+        "limits": limits, "ability": opts.ability, "agent_name": opts.agent_name,
         "ground_truth_type": report["ground_truth_type"],
         "inputs": [{"name": p.name, "kind": "questions", "rows": len(file_qs)}
                    for p, file_qs in zip(paths, per_file, strict=True)],
@@ -229,7 +244,10 @@ def build_rl(questions: str | Path | Sequence[str | Path], out: str | Path, *,
     }
     usage = (_USAGE.replace("{split}", opts.split)
              .replace("{max_prompt}", str(opts.max_prompt_tokens))
-             .replace("{max_response}", str(opts.max_response_tokens)))
+             .replace("{max_response}", str(opts.max_response_tokens))
+             .replace("{agent}", opts.agent_name)
+             .replace("{gt_shape}", "a list of strings" if fmt == "list"
+                      else '{"target": [...]}'))
     return finish_build(out, writer=writer, funnel=funnel, report=report, manifest=manifest,
                         plots=[Plot("prompt_tokens", "Prompt tokens per row", "prompt tokens",
                                     hist["counts"], edges=hist["bin_edges"])],

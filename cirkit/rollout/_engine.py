@@ -77,11 +77,15 @@ class RolloutConfig:
         return cap if self.max_model_len is None else min(cap, self.max_model_len)
 
 
-def rollout_prompt(q: Question, cfg: RolloutConfig, tok: ModelTokenizer) -> tuple[str, list[int]]:
+def rollout_prompt(q: Question, cfg: RolloutConfig, tok: ModelTokenizer, *,
+                   messages: list[dict[str, str]] | None = None) -> tuple[str, list[int]]:
     """The text a rollout of ``q`` starts from (chat template, then the think prefix) and its
-    ids."""
-    messages = render_messages(q.question, template=cfg.template, date=cfg.date,
-                               dialect=cfg.dialect, max_code_blocks=cfg.limits.max_code_blocks)
+    ids. ``messages`` are the chat messages as a dataset row already holds them (verl's
+    ``raw_prompt``); by default they are rendered from the question with ``cfg``'s template,
+    date and dialect."""
+    if messages is None:
+        messages = render_messages(q.question, template=cfg.template, date=cfg.date,
+                                   dialect=cfg.dialect, max_code_blocks=cfg.limits.max_code_blocks)
     text = tok.chat_prompt(messages) + cfg.think_prefix
     return text, tok.encode(text)
 
@@ -164,14 +168,15 @@ def _error_text(e: Exception) -> str:
 
 async def run_rollout(
     q: Question, sample_index: int, *, cfg: RolloutConfig, tok: ModelTokenizer,
-    generate: Generate, runner: Runner,
+    generate: Generate, runner: Runner, messages: list[dict[str, str]] | None = None,
 ) -> Trajectory:
     """One trajectory. Never raises for the model's or a server's fault: ``finish_reason``
     "error" and ``error`` say what happened, and what came before is kept. Each request asks
-    for at most what is left under the limits and the server's context (``max_model_len``)."""
+    for at most what is left under the limits and the server's context (``max_model_len``).
+    ``messages``: the row's own chat messages (see :func:`rollout_prompt`)."""
     base_seed = cfg.sampling.seed or 0
     lim = cfg.limits
-    prompt_text, prompt_ids = rollout_prompt(q, cfg, tok)
+    prompt_text, prompt_ids = rollout_prompt(q, cfg, tok, messages=messages)
     t = _Turns(prompt_ids, lim, cfg.total_cap())
     try:
         for turn in range(lim.max_code_blocks + 1):

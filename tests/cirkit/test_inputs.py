@@ -496,7 +496,7 @@ def test_build_rl_takes_the_benchmarks_as_published(chat_tokenizer: ChatTokenize
     assert r.exit_code == 0, r.output
     rows = pq.read_table(tmp_path / "rl" / "data" / "train-00000-of-00001.parquet").to_pylist()
     assert [(x["data_source"], x["reward_model"]["ground_truth"]) for x in rows] == [
-        ("simple_qa_test_set", a) for _, _, a in SIMPLEQA]
+        ("simple_qa_test_set", [a]) for _, _, a in SIMPLEQA]
     assert rows[0]["prompt"][-1]["content"] == SIMPLEQA[0][1]
     build = json.loads((tmp_path / "rl" / "build.json").read_text())
     assert build["funnel"]["rows_in"] == 4 and build["eval_sets"] == ["frames_test_set.csv"]

@@ -29,12 +29,14 @@ import pytest
 from cirkit.llm import VllmServer
 from cirkit.testing import MODEL_NAME, VllmRuntime, ensure_tiny_model, find_vllm
 from cirkit.testing.trl_env import ensure_trl
+from cirkit.testing.verl_env import ensure_verl
 
-__all__ = ["VllmHandle", "tiny_model_dir", "trl_python", "vllm_server", "vllm_venv_python"]
+__all__ = ["VllmHandle", "tiny_model_dir", "trl_python", "verl_python", "vllm_server",
+           "vllm_venv_python"]
 
 TIMINGS: dict[str, float] = {}
 RUNTIME: list[VllmRuntime] = []  # the vLLM the session found, for the summary line
-_FIXTURES = ("vllm_server", "vllm_venv_python", "trl_python")
+_FIXTURES = ("vllm_server", "vllm_venv_python", "trl_python", "verl_python")
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,16 @@ def trl_python(vllm_venv_python: Path) -> Path:
     started = time.perf_counter()
     ensure_trl(vllm_venv_python)
     TIMINGS["trl"] = time.perf_counter() - started
+    return vllm_venv_python
+
+
+@pytest.fixture(scope="session")
+def verl_python(vllm_venv_python: Path) -> Path:
+    """The venv's python with the pinned verl installed (once) beside vLLM (see
+    ``cirkit.testing.verl_env``)."""
+    started = time.perf_counter()
+    ensure_verl(vllm_venv_python)
+    TIMINGS["verl"] = time.perf_counter() - started
     return vllm_venv_python
 
 

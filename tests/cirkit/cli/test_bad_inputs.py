@@ -206,6 +206,9 @@ CASES = [
     Case("build rl latin-1 --exclude-eval", lambda i: [
         "build", "rl", str(i.questions), "--tokenizer", str(i.tokenizer), "--out",
         str(i.root / "rl4"), "--exclude-eval", str(i.bad_utf8)], ("rl4",)),
+    Case("build rl unknown --ground-truth-format", lambda i: [
+        "build", "rl", str(i.questions), "--tokenizer", str(i.tokenizer), "--out",
+        str(i.root / "rl5"), "--ground-truth-format", "string"], ("rl5",)),
     Case("build rl unwritable --out", lambda i: [
         "build", "rl", str(i.questions), "--tokenizer", str(i.tokenizer), "--out",
         str(i.unwritable)]),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow.parquet as pq
 from click.testing import CliRunner
 
 from cirkit.cli import Cli, build
@@ -31,10 +32,14 @@ def test_build_sft_and_rl(chat_tokenizer: ChatTokenizer, tmp_path: Path) -> None
     ev = write_jsonl(tmp_path / "eval.jsonl", [{"problem": "q"}])
     r = runner.invoke(build, ["rl", str(qs), "--tokenizer", chat_tokenizer.name, "--out",
                               str(tmp_path / "rl"), "--exclude-eval", str(ev),
-                              "--max-prompt-tokens", "3000", "--split", "test"])
+                              "--max-prompt-tokens", "3000", "--split", "test",
+                              "--data-source", "nq", "--ground-truth-format", "target"])
     assert r.exit_code == 0, r.output
     assert "eval excluded" in r.output
-    assert (tmp_path / "rl" / "data" / "test-00000-of-00001.parquet").is_file()
+    shard = tmp_path / "rl" / "data" / "test-00000-of-00001.parquet"
+    rows = pq.read_table(shard).to_pylist()
+    assert [(x["data_source"], x["reward_model"]["ground_truth"], x["agent_name"])
+            for x in rows] == [("nq", {"target": ["B"]}, "cir_agent")]  # "Q?" is an eval one
 
 
 def test_user_mistakes_are_one_line(tmp_path: Path) -> None:

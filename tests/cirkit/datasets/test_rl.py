@@ -53,11 +53,11 @@ def test_rows_have_exactly_verls_columns_and_types(
     (shard,) = res.shards
     assert shard.name == "train-00000-of-00001.parquet"
     table = pq.read_table(shard)
-    assert table.schema.remove_metadata() == rl_schema(False)
+    assert table.schema.remove_metadata() == rl_schema("list")
     assert table.column_names == ["data_source", "prompt", "ability", "reward_model",
-                                  "extra_info"]
+                                  "extra_info", "agent_name"]
     assert table.schema.field("reward_model").type == pa.struct(
-        [("style", pa.string()), ("ground_truth", pa.string())])
+        [("style", pa.string()), ("ground_truth", pa.list_(pa.string()))])
     rows = table.to_pylist()
     assert [r["extra_info"]["question_id"] for r in rows] == ["a", "b"]
     a = rows[0]
@@ -66,7 +66,8 @@ def test_rows_have_exactly_verls_columns_and_types(
     assert a["prompt"] == messages
     assert a["data_source"] == "geo" and rows[1]["data_source"] == "questions"
     assert a["ability"] == "search"
-    assert a["reward_model"] == {"style": "rule", "ground_truth": "Paris"}
+    assert a["reward_model"] == {"style": "rule", "ground_truth": ["Paris"]}
+    assert [r["agent_name"] for r in rows] == ["cir_agent", "cir_agent"]
     assert a["extra_info"] == {
         "index": 0, "split": "train", "question_id": "a", "question": QUESTIONS[0]["question"],
         "num_prompt_tokens": len(chat_tokenizer.encode(chat_tokenizer.chat_prompt(messages)))}
@@ -95,16 +96,68 @@ def test_funnel_counts_eval_exclusion_and_long_prompts(
     assert "data.max_prompt_length=1500" in readme
 
 
-def test_several_answers_make_a_list_column(build_tokenizer: BuildTokenizer,
-                                            tmp_path: Path) -> None:
+def test_ground_truth_is_a_list_whatever_the_answers_so_builds_concatenate(
+        build_tokenizer: BuildTokenizer, tmp_path: Path) -> None:
+    one = _build(build_tokenizer, tmp_path / "one", [{"id": "a", "question": "Q1?",
+                                                      "answer": "x"}])
+    several = _build(build_tokenizer, tmp_path / "several",
+                     [{"id": "b", "question": "Q2?", "answer": ["y", "z"]}])
+    tables = [pq.read_table(r.shards[0]) for r in (one, several)]
+    assert tables[0].schema.remove_metadata() == tables[1].schema.remove_metadata()
+    both = pa.concat_tables(tables)
+    assert [r["ground_truth"] for r in both.column("reward_model").to_pylist()] == [
+        ["x"], ["y", "z"]]
+    assert one.manifest["ground_truth_type"] == several.manifest["ground_truth_type"] == "list"
+
+
+def test_target_format_data_source_and_agent_name_options(
+        build_tokenizer: BuildTokenizer, tmp_path: Path) -> None:
     rows: list[dict[str, Any]] = [{"id": "a", "question": "Q1?", "answer": "x"},
                                   {"id": "b", "question": "Q2?", "answer": ["y", "z"]}]
-    res = _build(build_tokenizer, tmp_path, rows)
+    res = _build(build_tokenizer, tmp_path, rows, ground_truth_format="target",
+                 data_source="nq", agent_name="my_loop")
     table = pq.read_table(res.shards[0])
-    assert table.schema.remove_metadata() == rl_schema(True)
-    assert [r["ground_truth"] for r in table.column("reward_model").to_pylist()] == [
-        ["x"], ["y", "z"]]
-    assert res.manifest["ground_truth_type"] == "list"
+    assert table.schema.remove_metadata() == rl_schema("target")
+    got = table.to_pylist()
+    assert [r["reward_model"]["ground_truth"] for r in got] == [{"target": ["x"]},
+                                                               {"target": ["y", "z"]}]
+    assert {r["data_source"] for r in got} == {"nq"}
+    assert {r["agent_name"] for r in got} == {"my_loop"}
+    assert res.manifest["ground_truth_type"] == "target"
+
+
+def test_search_r1_rows_keep_their_golden_answers(build_tokenizer: BuildTokenizer,
+                                                  tmp_path: Path) -> None:
+    """Search-R1's files: ``golden_answers`` in its JSONL, ``{"target": [...]}`` in its
+    parquet's ``reward_model``; both are ground truths, never ``no_ground_truth``."""
+    jsonl = [{"id": "train_0", "question": "who wrote hamlet?",
+              "golden_answers": ["Shakespeare", "William Shakespeare"], "data_source": "nq"}]
+    res = _build(build_tokenizer, tmp_path / "j", jsonl)
+    assert res.rows_out == 1
+    (row,) = pq.read_table(res.shards[0]).to_pylist()
+    assert row["reward_model"]["ground_truth"] == ["Shakespeare", "William Shakespeare"]
+    assert row["data_source"] == "nq"
+    parquet = tmp_path / "search_r1.parquet"
+    pq.write_table(pa.Table.from_pylist([{
+        "id": "train_1", "question": "capital of peru?", "data_source": "hotpotqa",
+        "reward_model": {"style": "rule", "ground_truth": {"target": ["Lima"]}}}]), parquet)
+    res = build_rl(parquet, tmp_path / "p", tokenizer=build_tokenizer,
+                   options=RLOptions(max_prompt_tokens=1500))
+    assert res.rows_out == 1
+    (row,) = pq.read_table(res.shards[0]).to_pylist()
+    assert row["reward_model"]["ground_truth"] == ["Lima"]
+
+
+def test_an_unknown_ground_truth_format_is_refused_before_writing(
+        build_tokenizer: BuildTokenizer, tmp_path: Path) -> None:
+    import pytest
+
+    from cirkit.errors import CirkitError
+
+    with pytest.raises(CirkitError, match="ground truth format") as e:
+        _build(build_tokenizer, tmp_path, ground_truth_format="string")
+    assert e.value.hint and "list, target" in e.value.hint
+    assert not (tmp_path / "rl").exists()
 
 
 def test_verl_reads_the_rows_as_they_are(build_tokenizer: BuildTokenizer,
