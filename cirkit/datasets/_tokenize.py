@@ -28,6 +28,10 @@ IGNORE_INDEX = -100
 _SENTINEL = "\x00cirkit-turn-end-probe\x00"
 #: Added tokens a CIR trace writes on purpose: never control tokens, whatever their flags.
 _CIR_MARKERS = frozenset({THINK_OPEN, THINK_CLOSE, START_CODE, END_CODE})
+#: What a template's turn marker looks like when the vocabulary has no token for it
+#: (``<|im_start|>``, ``<start_of_turn>``, ``[INST]``); a plain-text one such as Alpaca's
+#: ``###`` is ordinary markdown and is not taken.
+_TAG = re.compile(r"<[^<>\s]{2,}>|\[/?[A-Z_]{2,}\]")
 
 
 class BuildTokenizer(ModelTokenizer):
@@ -57,17 +61,13 @@ class BuildTokenizer(ModelTokenizer):
         added token but the CIR markers (Qwen's ``<|im_start|>``, ``<|im_end|>``,
         ``<|endoftext|>``...), and the chat template's own turn markers (its end of turn, and
         what every role's header starts with), even where the tokenizer has no token for
-        them. Text holding one would become a turn of its own once templated or tokenized."""
+        them, when they look like a tag). Text holding one would become a turn of its own
+        once templated or tokenized."""
         added = {t.content: i for i, t in self.backend.get_added_tokens_decoder().items()
                  if t.content not in _CIR_MARKERS}
-        found = set(added)
         end = self.turn_end.strip()
-        if end:
-            found.add(end)
-        start = self._turn_start(end)
-        if start:
-            found.add(start)
-        found = {c for c in found if c.strip() and not c.strip().isalnum()}
+        marks = {m for m in (end, self._turn_start(end)) if m in added or _TAG.fullmatch(m)}
+        found = {c for c in {*added, *marks} if c.strip() and not c.strip().isalnum()}
         return (tuple(sorted(found, key=lambda c: (-len(c), c))),
                 frozenset(added[c] for c in found if c in added))
 
@@ -87,9 +87,10 @@ class BuildTokenizer(ModelTokenizer):
             return ""
         heads = [p[1:].strip() for p in parts[1:3]]  # "u<end>\n<start>assistant\n", ...
         heads = [h.removeprefix(end).strip() if end else h for h in heads]
-        common = heads[0][:next((k for k, (a, b) in enumerate(zip(*heads, strict=False))
-                                 if a != b), min(map(len, heads)))]
-        return common.strip()
+        a, b = heads
+        same = next((k for k, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
+                    min(len(a), len(b)))
+        return a[:same].strip()
 
     def find_control(self, text: str, pos: int = 0) -> re.Match[str] | None:
         """The first control token (see ``control_strings``) written in ``text``."""

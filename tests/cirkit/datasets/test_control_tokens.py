@@ -134,3 +134,21 @@ def test_rl_questions_cannot_inject_a_turn(tok: BuildTokenizer, tmp_path: Path) 
     assert res.rows_out == 1
     prompt = render_messages(Q, date=DATE)
     assert tok.find_control("".join(m["content"] for m in prompt)) is None
+
+
+def test_a_plain_text_template_marks_no_markdown(build_tokenizer: BuildTokenizer,
+                                                 tmp_path: Path) -> None:
+    """A template whose turns start with plain text (Alpaca's ``### user:``) adds no control
+    token: ``###`` is markdown that answers are full of."""
+    import shutil
+
+    d = tmp_path / "alpaca"
+    d.mkdir()
+    shutil.copy(Path(build_tokenizer.name) / "tokenizer.json", d / "tokenizer.json")
+    (d / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "PreTrainedTokenizerFast", "eos_token": "<|endoftext|>",
+        "chat_template": "{% for m in messages %}### {{ m['role'] }}:\n{{ m['content'] }}\n\n"
+                         "{% endfor %}{% if add_generation_prompt %}### assistant:\n{% endif %}"}))
+    tok = BuildTokenizer(d)
+    assert tok.control_strings == ("<|endoftext|>",)
+    assert tok.find_control("### Answer\n\nParis") is None
