@@ -404,6 +404,8 @@ def _rollouts(run: _Run, questions: list[Question], name: str) -> None:
 
 
 def _datasets(run: _Run, questions: Path) -> None:
+    """Both builds, whatever their funnels keep: a quick demo's rollouts may all stop at the
+    response limit, and the report of where they went is the point (``allow_empty``)."""
     from .datasets import RLOptions, SFTOptions, build_rl, build_sft
 
     opts, s = run.opts, run.settings
@@ -413,11 +415,11 @@ def _datasets(run: _Run, questions: Path) -> None:
         license_ = "cc-by-sa-4.0"  # the observations quote Wikipedia
         sft = build_sft([opts.out / "rollouts"], opts.out / "sft", tokenizer=run.tokenizer,
                         options=SFTOptions(max_tokens=lim[3], license=license_, date=s["date"],
-                                           title="cirkit demo: CIR SFT"))
+                                           title="cirkit demo: CIR SFT", allow_empty=True))
         rl = build_rl([questions], opts.out / "rl", tokenizer=run.tokenizer,
                       options=RLOptions(max_response_tokens=lim[2], max_total_tokens=lim[3],
                                         license=license_, date=s["date"],
-                                        title="cirkit demo: CIR RL"))
+                                        title="cirkit demo: CIR RL", allow_empty=True))
         removed = {f["name"]: f["removed"] for f in sft.report["funnel"]["filters"]
                    if f["removed"]}
         said.append(f"SFT {sft.rows_in} → {sft.rows_out} rows"

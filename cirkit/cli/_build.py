@@ -49,6 +49,8 @@ def _common(f: F) -> F:
                      default=None, help="System prompt template file [default: built-in]."),
         click.option("--reject", type=click.Path(dir_okay=False, path_type=Path), default=None,
                      help="Write dropped rows (with filter and reason) to this JSONL file."),
+        click.option("--allow-empty", is_flag=True,
+                     help="Write the dataset even when no row is left (default: an error)."),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -94,7 +96,7 @@ def build() -> None:
               help="Keep observation tokens trainable (default: -100).")
 def sft(inputs: tuple[Path, ...], tokenizer: str, out: Path, split: str, shard_rows: int,
         license_: str, date: str, dialect: str, template: Path | None, reject: Path | None,
-        max_tokens: int, max_code_blocks: int, require_correct: bool,
+        allow_empty: bool, max_tokens: int, max_code_blocks: int, require_correct: bool,
         train_on_observations: bool) -> None:
     """SFT rows from INPUTS: rollout directories, trajectory JSONL/parquet, or text-only
     traces (messages, or prompt/question + response/completion)."""
@@ -102,7 +104,8 @@ def sft(inputs: tuple[Path, ...], tokenizer: str, out: Path, split: str, shard_r
 
     opts = SFTOptions(max_tokens=max_tokens, max_code_blocks=max_code_blocks,
                       require_correct=require_correct,
-                      train_on_observations=train_on_observations, reject=reject, split=split,
+                      train_on_observations=train_on_observations, reject=reject,
+                      allow_empty=allow_empty, split=split,
                       shard_rows=shard_rows, license=license_, date=date, dialect=dialect,
                       template=template)
     tok = BuildTokenizer(tokenizer)
@@ -142,16 +145,17 @@ def sft(inputs: tuple[Path, ...], tokenizer: str, out: Path, split: str, shard_r
                    "(Search-R1's and verl's QA scorers).")
 def rl(questions: tuple[Path, ...], tokenizer: str, out: Path, split: str, shard_rows: int,
        license_: str, date: str, dialect: str, template: Path | None, reject: Path | None,
-       exclude_eval: tuple[Path, ...], max_tokens: int, max_response_tokens: int,
-       max_total_tokens: int, max_code_blocks: int, ability: str, data_source: str | None,
-       agent_name: str, ground_truth_format: str) -> None:
+       allow_empty: bool, exclude_eval: tuple[Path, ...], max_tokens: int,
+       max_response_tokens: int, max_total_tokens: int, max_code_blocks: int, ability: str,
+       data_source: str | None, agent_name: str, ground_truth_format: str) -> None:
     """verl RL rows from QUESTIONS (JSONL/CSV/TSV/parquet with a question and a ground truth;
     SimpleQA, Frames, Search-R1 and verl files as published)."""
     from cirkit.datasets import BuildTokenizer, build_rl
 
     opts = RLOptions(max_prompt_tokens=max_tokens, max_response_tokens=max_response_tokens,
                      max_total_tokens=max_total_tokens, max_code_blocks=max_code_blocks,
-                     exclude_eval=exclude_eval, ability=ability, reject=reject, split=split,
+                     exclude_eval=exclude_eval, ability=ability, reject=reject,
+                     allow_empty=allow_empty, split=split,
                      shard_rows=shard_rows, license=license_, date=date, dialect=dialect,
                      template=template, data_source=data_source, agent_name=agent_name,
                      ground_truth_format=ground_truth_format)

@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cirkit import __version__
 from cirkit.cir import BUILTIN_TEMPLATE, PromptTemplate, format_date
+from cirkit.errors import InputError
 
 from ._card import write_build_manifest, write_card
 from ._filters import Filter, Funnel
@@ -17,10 +19,11 @@ from ._io import ShardWriter, fingerprint
 from ._report import markdown_section, plot_histogram
 from ._tokenize import BuildTokenizer
 
-__all__ = ["BUILD_FORMAT_VERSION", "BuildResult", "Plot", "finish_build", "load_template",
-           "prompt_info", "tokenizer_info"]
+__all__ = ["ALLOW_EMPTY_HINT", "BUILD_FORMAT_VERSION", "BuildResult", "Plot", "finish_build",
+           "load_template", "prompt_info", "refuse_empty_build", "tokenizer_info"]
 
 BUILD_FORMAT_VERSION = 2  # 2: RL rows carry agent_name; ground_truth is never a bare string
+ALLOW_EMPTY_HINT = "or pass --allow-empty to write a dataset of no rows"
 
 
 @dataclass(slots=True, frozen=True)
@@ -58,6 +61,28 @@ def tokenizer_info(tok: BuildTokenizer) -> dict[str, Any]:
 def prompt_info(template: PromptTemplate, *, date: str, dialect: str) -> dict[str, Any]:
     return {"template": template.name, "template_sha256": template.sha256,
             "date": format_date(date), "dialect": dialect}
+
+
+def refuse_empty_build(funnel: Funnel[Any], *, allow_empty: bool,
+                       first_bad: InputError | None = None) -> None:
+    """A build that keeps no row is an error (a 0-row dataset is almost always a mistake: the
+    wrong file, the wrong field names), unless ``allow_empty``. The message says where the
+    rows went: the commonest drop reasons, and the first line that could not be read."""
+    if allow_empty or funnel.rows_out:
+        return
+    if funnel.rows_in == 0:
+        raise InputError("the inputs hold no rows",
+                         hint=f"give files with at least one row, {ALLOW_EMPTY_HINT}")
+    reasons: Counter[str] = Counter()
+    for f in funnel.filters:
+        reasons.update({f"{f.name}: {r}": n for r, n in f.stats.reasons.items()})
+    top = sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))
+    shown = ", ".join(f"{n} {r}" for r, n in top[:3]) + (", ..." if len(top) > 3 else "")
+    first = f"; the first unreadable line: {first_bad.message}" if first_bad else ""
+    raise InputError(f"no row left: all {funnel.rows_in} input rows were dropped ({shown})"
+                     + first,
+                     hint=f"see every dropped row and why with --reject FILE, fix the inputs, "
+                          f"{ALLOW_EMPTY_HINT}")
 
 
 def finish_build(out: Path, *, writer: ShardWriter, funnel: Funnel[Any], report: dict[str, Any],

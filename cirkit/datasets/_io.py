@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import io
 import os
+import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,13 +26,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cirkit.errors import InputError
-from cirkit.inputs import file_columns
+from cirkit.inputs import RowError, file_columns, parse_json_line
 from cirkit.trajectory import RolloutDir, polars_schema
 
 __all__ = [
     "TRAJECTORY_SCHEMA",
+    "Frame",
     "InputFile",
     "ShardWriter",
+    "check_not_empty",
     "discover_inputs",
     "fingerprint",
     "iter_frames",
@@ -50,6 +53,9 @@ TRAJECTORY_SCHEMA: dict[str, Any] = polars_schema((
     "prompt_template_sha256", "prompt_text", "prompt_token_ids", "response_text",
     "response_token_ids", "response_mask", "finish_reason", "decode_ok", "judge", "correct"))
 _BLOCK_BYTES = 32 << 20
+#: A surrogate escape: polars reads a lone one as a NUL without a word, so a block holding any
+#: is checked line by line first.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _PARQUET_BATCH = 1024
 
 
@@ -110,6 +116,27 @@ def discover_inputs(paths: list[Path]) -> list[InputFile]:
     return out
 
 
+def check_not_empty(path: Path, *, allow_empty: bool, hint: str) -> None:
+    """An input file the user named that holds no row (empty, blank lines only, a parquet
+    file of no rows) is refused before anything is written, unless ``allow_empty``."""
+    if allow_empty:
+        return
+    size = path.stat().st_size
+    if path.suffix == ".parquet":
+        empty = size == 0 or _parquet_rows(path) == 0
+    else:
+        empty = size == 0 or (size <= 1 << 16 and not path.read_bytes().strip())
+    if empty:
+        raise InputError("holds no rows (an empty file)", path=path, hint=hint)
+
+
+def _parquet_rows(path: Path) -> int | None:
+    try:
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    except (pa.ArrowException, OSError):
+        return None  # not parquet after all: the reader says so
+
+
 def _line_blocks(path: Path, block_bytes: int) -> Iterator[bytes]:
     """Blocks of whole lines; a last line without a newline is kept."""
     with path.open("rb") as f:
@@ -140,10 +167,59 @@ def _conform(df: pl.DataFrame) -> pl.DataFrame:
     return df.select(cols)
 
 
-def iter_frames(src: InputFile, block_bytes: int = _BLOCK_BYTES
-                ) -> Iterator[tuple[pl.DataFrame, int]]:
-    """Trajectory records as polars frames of TRAJECTORY_SCHEMA, with the input bytes each
-    covers (for a progress bar)."""
+@dataclass(slots=True)
+class Frame:
+    """Trajectory records read together: the frame, the input bytes it covers (for a progress
+    bar), and the lines that hold no record (not JSON, not an object, a lone surrogate), each
+    with its file line."""
+
+    df: pl.DataFrame
+    nbytes: int
+    bad: list[RowError] = field(default_factory=list)
+
+
+def _polars_error(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def _read_lines(src: InputFile, block: bytes, first_line: int) -> Frame:
+    """A block read line by line: lines that are not JSON objects set aside (counted by the
+    build), the rest read by polars; a record polars cannot read stops the build at its line."""
+    where = str(src.path)
+    good: list[bytes] = []
+    lines: list[int] = []
+    bad: list[RowError] = []
+    for k, raw in enumerate(block.split(b"\n")):
+        if not raw.strip():
+            continue
+        got = parse_json_line(raw, where=where, line=first_line + k)
+        if isinstance(got, RowError):
+            bad.append(got)
+        else:
+            good.append(raw)
+            lines.append(first_line + k)
+    try:
+        frame = pl.read_ndjson(io.BytesIO(b"\n".join(good) + b"\n"), schema=TRAJECTORY_SCHEMA)
+    except pl.exceptions.PolarsError as e:
+        at = next((n for raw, n in zip(good, lines, strict=True) if not _readable(raw)), None)
+        raise InputError(f"cannot read a trajectory record: {_polars_error(e)}", path=where,
+                         line=at, hint="give trajectory records as JSONL, one per line, with "
+                                       "the fields a rollout writes") from e
+    return Frame(frame, len(block), bad)
+
+
+def _readable(raw: bytes) -> bool:
+    try:
+        pl.read_ndjson(io.BytesIO(raw + b"\n"), schema=TRAJECTORY_SCHEMA)
+    except pl.exceptions.PolarsError:
+        return False
+    return True
+
+
+def iter_frames(src: InputFile, block_bytes: int = _BLOCK_BYTES) -> Iterator[Frame]:
+    """Trajectory records as polars frames of TRAJECTORY_SCHEMA, block by block. A block
+    polars reads at once is taken as it is; one it refuses (or that holds a surrogate escape)
+    is read line by line, so a bad line is reported on its own file line and the rest kept."""
     if src.path.suffix == ".parquet":
         pf = pq.ParquetFile(src.path)
         size = src.path.stat().st_size
@@ -151,16 +227,19 @@ def iter_frames(src: InputFile, block_bytes: int = _BLOCK_BYTES
         for batch in pf.iter_batches(batch_size=_PARQUET_BATCH):
             frame = pl.from_arrow(batch)
             assert isinstance(frame, pl.DataFrame)
-            yield _conform(frame), size * batch.num_rows // rows
+            yield Frame(_conform(frame), size * batch.num_rows // rows)
         return
+    line = 1
     for block in _line_blocks(src.path, block_bytes):
-        try:
-            frame = pl.read_ndjson(io.BytesIO(block), schema=TRAJECTORY_SCHEMA)
-        except pl.exceptions.PolarsError as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise InputError(f"cannot read trajectories: {first}", path=src.path,
-                             hint="give trajectory records as JSONL, one per line") from e
-        yield frame, len(block)
+        if _SURROGATE_ESCAPE.search(block):
+            yield _read_lines(src, block, line)
+        else:
+            try:
+                yield Frame(pl.read_ndjson(io.BytesIO(block), schema=TRAJECTORY_SCHEMA),
+                            len(block))
+            except pl.exceptions.PolarsError:
+                yield _read_lines(src, block, line)
+        line += block.count(b"\n")
 
 
 @dataclass(slots=True)

@@ -20,9 +20,11 @@ GROUND_TRUTH_FORMATS = ("list", "target")
 @dataclass(slots=True, frozen=True, kw_only=True)
 class BuildOptions:
     """What every build shares: the prompt it renders (date, dialect, template) and the output
-    layout (split, shards, row groups, license, the reject file)."""
+    layout (split, shards, row groups, license, the reject file). A build that keeps no row
+    is an error unless ``allow_empty``."""
 
     reject: Path | None = None
+    allow_empty: bool = False
     split: str = "train"
     shard_rows: int = 50_000
     row_group_rows: int = 1000

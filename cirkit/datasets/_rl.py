@@ -20,12 +20,21 @@ import numpy as np
 import pyarrow as pa
 
 from cirkit.answers import gold_answers
-from cirkit.errors import CirkitError
-from cirkit.inputs import Question, read_questions
+from cirkit.errors import CirkitError, InputError
+from cirkit.inputs import Question, RowError, read_questions
 
-from ._common import BuildResult, Plot, finish_build, load_template, prompt_info, tokenizer_info
+from ._common import (
+    ALLOW_EMPTY_HINT,
+    BuildResult,
+    Plot,
+    finish_build,
+    load_template,
+    prompt_info,
+    refuse_empty_build,
+    tokenizer_info,
+)
 from ._filters import Filter, Funnel, RejectSink, Verdict, normalize_answer
-from ._io import ShardWriter
+from ._io import ShardWriter, check_not_empty
 from ._options import GROUND_TRUTH_FORMATS, RLOptions
 from ._report import LengthStats, summarize_lengths
 from ._rows import PromptContext
@@ -70,10 +79,41 @@ class RLRow:
     messages: list[dict[str, str]]
     normalized: str
     num_prompt_tokens: int = -1
+    malformed: str | None = None  # a line that holds no row: the reader's code
+    line: int | None = None
 
     def reject_record(self) -> dict[str, Any]:
         q = self.question
-        return {"question_id": q.id, "source": q.source, "question": q.question}
+        record = {"question_id": q.id, "source": q.source, "question": q.question}
+        return record if self.line is None else {**record, "line": self.line}
+
+
+class WellFormed(Filter[RLRow]):
+    name = "well_formed"
+    description = "the line holds a row (JSON object, UTF-8, no lone surrogate)"
+
+    def check(self, row: RLRow) -> Verdict:
+        return True if row.malformed is None else (False, row.malformed)
+
+
+class ControlTokens(Filter[RLRow]):
+    name = "control_tokens"
+    description = ("no chat control token (turn marker, end of text) in the question or the "
+                   "system prompt: the trainer's chat template would make it a turn")
+
+    def __init__(self, tok: BuildTokenizer) -> None:
+        super().__init__()
+        self.tok = tok
+
+    def check(self, row: RLRow) -> Verdict:
+        if self.tok.find_control(row.question.question):
+            return False, "control_token_in_question"
+        if any(self.tok.find_control(m["content"]) for m in row.messages):
+            return False, "control_token_in_prompt"
+        return True
+
+    def config(self) -> dict[str, Any]:
+        return {"control_tokens": list(self.tok.control_strings)}
 
 
 class HasGroundTruth(Filter[RLRow]):
@@ -154,6 +194,20 @@ def rl_schema(ground_truth_format: str = "list") -> pa.Schema:
     ])
 
 
+def _collect(into: list[RowError]) -> Callable[[InputError], None]:
+    """Lines that hold no row are kept for the funnel (counted, reported), not fatal."""
+    def take(e: InputError) -> None:
+        if not isinstance(e, RowError):
+            raise e
+        into.append(e)
+    return take
+
+
+def _bad_row(e: RowError) -> RLRow:
+    source = Path(e.path).stem if e.path is not None else ""
+    return RLRow(Question("", "", None, source), [], "", malformed=e.code, line=e.line)
+
+
 def _gt(gt: Any, fmt: str) -> list[str] | dict[str, list[str]]:
     golds = list(gold_answers(gt))
     return golds if fmt == "list" else {"target": golds}
@@ -173,16 +227,24 @@ def build_rl(questions: str | Path | Sequence[str | Path], out: str | Path, *,
     tok = tokenizer if isinstance(tokenizer, BuildTokenizer) else BuildTokenizer(tokenizer)
     paths = [Path(questions)] if isinstance(questions, (str, Path)) else [
         Path(q) for q in questions]
-    per_file = [read_questions(p) for p in paths]
+    for p in paths:
+        check_not_empty(p, allow_empty=opts.allow_empty,
+                        hint=f"give a file of questions, {ALLOW_EMPTY_HINT}")
+    bad: list[RowError] = []
+    per_file = [read_questions(p, on_bad_row=_collect(bad), allow_empty=opts.allow_empty)
+                for p in paths]
     qs = [q for file_qs in per_file for q in file_qs]
     template = load_template(opts.template)
     ctx = PromptContext(tok, template, date=opts.date, dialect=opts.dialect,
                         max_code_blocks=opts.max_code_blocks)
     eval_names = [p.name for p in opts.exclude_eval]
     funnel: Funnel[RLRow] = Funnel(
-        [HasGroundTruth(), EvalOverlap(load_eval_questions(opts.exclude_eval), eval_names),
+        [WellFormed(), ControlTokens(tok), HasGroundTruth(),
+         EvalOverlap(load_eval_questions(opts.exclude_eval), eval_names),
          DuplicateQuestion(), PromptTooLong(opts.max_prompt_tokens)],
         RejectSink(opts.reject) if opts.reject is not None else None)
+    eval_stage = funnel.filters[funnel.index("eval_overlap")]
+    token_stage = funnel.index("prompt_too_long")
     fmt = opts.ground_truth_format
     schema = rl_schema(fmt)
     writer = ShardWriter(out, opts.split, schema, shard_rows=opts.shard_rows,
@@ -190,15 +252,16 @@ def build_rl(questions: str | Path | Sequence[str | Path], out: str | Path, *,
     lengths = LengthStats()
     index = 0
     try:
+        funnel.run([_bad_row(e) for e in bad])  # well_formed drops them, counted
         for start in range(0, len(qs), opts.chunk_rows):
             chunk = qs[start:start + opts.chunk_rows]
             rows = [RLRow(q, ctx.messages(q.question), normalize_answer(q.question))
                     for q in chunk]
-            kept = funnel.run(rows, 0, 3)
+            kept = funnel.run(rows, 0, token_stage)
             ids = tok.encode_prompts([ctx.chat_prompt(r.messages) for r in kept])
             for r, i in zip(kept, ids, strict=True):
                 r.num_prompt_tokens = len(i)
-            kept = funnel.run(kept, 3, count_in=False)
+            kept = funnel.run(kept, token_stage, count_in=False)
             n = [r.num_prompt_tokens for r in kept]
             writer.write(pa.table({
                 "data_source": [opts.data_source or r.question.source for r in kept],
@@ -215,6 +278,8 @@ def build_rl(questions: str | Path | Sequence[str | Path], out: str | Path, *,
             lengths.add(np.asarray(n, dtype=np.int64))
             if progress is not None:
                 progress(len(chunk))
+        refuse_empty_build(funnel, allow_empty=opts.allow_empty,
+                           first_bad=bad[0] if bad else None)
     except BaseException:
         writer.abort()
         raise
@@ -222,7 +287,7 @@ def build_rl(questions: str | Path | Sequence[str | Path], out: str | Path, *,
         funnel.close()
     tokens = summarize_lengths(lengths.token_series(), opts.max_prompt_tokens)
     report = {"kind": "rl", "tokens_label": "prompt tokens", "tokens": tokens,
-              "eval_excluded": funnel.filters[1].stats.removed,
+              "eval_excluded": eval_stage.stats.removed,
               "ground_truth_type": fmt}
     hist = tokens["histogram"]
     limits = {"max_prompt_tokens": opts.max_prompt_tokens,

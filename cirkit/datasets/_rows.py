@@ -17,13 +17,14 @@ import orjson
 import polars as pl
 
 from cirkit.cir import PromptTemplate, Segment, parse, render_messages
-from cirkit.inputs import TextTrace
+from cirkit.inputs import RowError, TextTrace
 from cirkit.inputs import question_id as _question_id
 
 from ._io import TRAJECTORY_SCHEMA
 from ._tokenize import BuildTokenizer
 
-__all__ = ["PromptContext", "SFTRow", "parse_verdict", "row_from_trace", "rows_from_frame"]
+__all__ = ["PromptContext", "SFTRow", "parse_verdict", "row_from_bad_line", "row_from_trace",
+           "rows_from_frame"]
 
 Message = dict[str, str]
 _TRUE = {"a", "correct", "true", "yes", "1", "1.0"}
@@ -50,6 +51,8 @@ class SFTRow:
     num_tokens: int = -1
     from_trajectory: bool = False
     decode_ok: bool = True
+    control_id: bool = False  # a control token id among the generated ids (not as the stop)
+    line: int | None = None  # the file line of a row that could not be read
     prompt_ids: list[int] = field(default_factory=list)
     response_ids: list[int] = field(default_factory=list)
     response_mask: list[int] = field(default_factory=list)
@@ -72,8 +75,9 @@ class SFTRow:
         return h.digest()[:16]
 
     def reject_record(self) -> dict[str, Any]:
-        return {"trajectory_id": self.trajectory_id, "question_id": self.question_id,
-                "source": self.source, "text": self.assistant}
+        record = {"trajectory_id": self.trajectory_id, "question_id": self.question_id,
+                  "source": self.source, "text": self.assistant}
+        return record if self.line is None else {**record, "line": self.line}
 
 
 def parse_verdict(value: Any) -> bool | None:
@@ -139,6 +143,7 @@ def rows_from_frame(df: pl.DataFrame, ctx: PromptContext, *, default_source: str
                                  if b is not None))
     cols = {c: df[c].to_list() for c, dtype in TRAJECTORY_SCHEMA.items()
             if not dtype.is_nested()}  # the scalar fields; ids and mask are read below
+    control = _control_ids(df, ctx.tok)
     plen = df["prompt_token_ids"].list.len().to_list()
     rlen = df["response_token_ids"].list.len().to_list()
     mlen = df["response_mask"].list.len().to_list()
@@ -155,7 +160,7 @@ def rows_from_frame(df: pl.DataFrame, ctx: PromptContext, *, default_source: str
             verdict=parse_verdict(cols["judge"][i] if cols["judge"][i] is not None
                                   else cols["correct"][i]),
             finish_reason=cols["finish_reason"][i], from_trajectory=True,
-            decode_ok=cols["decode_ok"][i] is not False)
+            decode_ok=cols["decode_ok"][i] is not False, control_id=control[i])
         if plen[i] is None or rlen[i] is None or not plen[i]:
             row.token_error = "no_token_ids"
         elif mlen[i] != rlen[i]:
@@ -182,6 +187,28 @@ def rows_from_frame(df: pl.DataFrame, ctx: PromptContext, *, default_source: str
     return rows
 
 
+def _control_ids(df: pl.DataFrame, tok: BuildTokenizer) -> list[bool]:
+    """Per record: a control token id among its generated ids, other than a stop id (end of
+    turn, eos) as the very last one. Read on the ids, not the text: the ids are what trains."""
+    if not tok.control_ids or df.height == 0:
+        return [False] * df.height
+    ids = pl.col("response_token_ids")
+    ctrl = sorted(tok.control_ids)
+    flags = df.select(
+        inner=ids.list.head(ids.list.len() - 1).list.eval(pl.element().is_in(ctrl)).list.any(),
+        last=ids.list.last())
+    stops = tok.stop_ids
+    return [bool(inner) or (last is not None and last in tok.control_ids and last not in stops)
+            for inner, last in zip(flags["inner"].to_list(), flags["last"].to_list(),
+                                   strict=True)]
+
+
+def row_from_bad_line(e: RowError, *, default_source: str) -> SFTRow:
+    """A line of a trajectory file that holds no record: dropped by ``well_formed`` with the
+    reader's code (``not_json``, ``not_an_object``, ``lone_surrogate``...), its line kept."""
+    return SFTRow(-1, str(e.line), "", default_source, [], "", [], malformed=e.code, line=e.line)
+
+
 def _text_id(prompt: str, response: str) -> str:
     return hashlib.sha256(f"{prompt}\x00{response}".encode("utf-8", "surrogatepass")
                           ).hexdigest()[:24]
@@ -195,7 +222,7 @@ def row_from_trace(t: TextTrace, index: int, ctx: PromptContext, *,
     if t.reason is not None or t.text is None or t.prompt is None:
         return SFTRow(index, str(d.get("id", t.line)), str(d.get("question_id", "")),
                       str(d.get("source") or default_source), [], "", [],
-                      malformed=t.reason or "no_trace")
+                      malformed=t.reason or "no_trace", line=None if d else t.line)
     prompt = ctx.messages(t.prompt) if isinstance(t.prompt, str) else t.prompt
     question = t.question or ""
     rid = d.get("trajectory_id", d.get("id"))

@@ -24,14 +24,31 @@ from typing import Any
 
 import pyarrow as pa
 
+from cirkit.errors import InputError
 from cirkit.inputs import read_trace_blocks
 
-from ._common import BuildResult, Plot, finish_build, load_template, prompt_info, tokenizer_info
+from ._common import (
+    ALLOW_EMPTY_HINT,
+    BuildResult,
+    Plot,
+    finish_build,
+    load_template,
+    prompt_info,
+    refuse_empty_build,
+    tokenizer_info,
+)
 from ._filters import Funnel, RejectSink
-from ._io import InputFile, ShardWriter, discover_inputs, iter_frames, prefetch
+from ._io import (
+    InputFile,
+    ShardWriter,
+    check_not_empty,
+    discover_inputs,
+    iter_frames,
+    prefetch,
+)
 from ._options import SFTOptions
 from ._report import LengthStats, code_block_counts, summarize_lengths
-from ._rows import PromptContext, SFTRow, row_from_trace, rows_from_frame
+from ._rows import PromptContext, SFTRow, row_from_bad_line, row_from_trace, rows_from_frame
 from ._sft_filters import sft_filters
 from ._tokenize import BuildTokenizer, join_ids, split_pieces
 
@@ -100,7 +117,7 @@ class _SFTBuild:
         self.ctx = PromptContext(tok, self.template, date=opts.date, dialect=opts.dialect,
                                  max_code_blocks=opts.max_code_blocks)
         self.funnel: Funnel[SFTRow] = Funnel(
-            sft_filters(max_tokens=opts.max_tokens, max_code_blocks=opts.max_code_blocks,
+            sft_filters(tok, max_tokens=opts.max_tokens, max_code_blocks=opts.max_code_blocks,
                         require_correct=opts.require_correct),
             RejectSink(opts.reject) if opts.reject is not None else None)
         self.token_stage = self.funnel.index("max_tokens")
@@ -109,16 +126,22 @@ class _SFTBuild:
         self.lengths = LengthStats()
         self.masks = _Masks()
         self.turn_end_ids = tok.encode(tok.turn_end) if tok.turn_end else []
+        self.first_bad: InputError | None = None  # the first line that held no row, if any
 
     # -- trajectories: ids as they are --------------------------------------------------
     def trajectories(self, src: InputFile) -> int:
         limits = ((src.manifest or {}).get("config") or {}).get("limits") or {}
         mcb = limits.get("max_code_blocks")
         n = 0
-        for df, nbytes in prefetch(iter_frames(src, self.opts.block_bytes)):
-            rows = rows_from_frame(df, self.ctx, default_source=src.path.parent.name,
-                                   max_code_blocks=mcb)
-            n += len(rows)
+        source = src.path.parent.name
+        for frame in prefetch(iter_frames(src, self.opts.block_bytes)):
+            df, nbytes = frame.df, frame.nbytes
+            bad = [row_from_bad_line(e, default_source=source) for e in frame.bad]
+            self.funnel.run(bad, 0, self.token_stage)  # well_formed drops them, counted
+            if bad and self.first_bad is None:
+                self.first_bad = frame.bad[0]
+            rows = rows_from_frame(df, self.ctx, default_source=source, max_code_blocks=mcb)
+            n += len(rows) + len(bad)
             kept = self.funnel.run(self.funnel.run(rows, 0, self.token_stage),
                                    self.token_stage, count_in=False)
             self.masks.decode_mismatches += sum(1 for r in kept if not r.decode_ok)
@@ -143,6 +166,10 @@ class _SFTBuild:
             for traces, nbytes in blocks:
                 rows = [row_from_trace(t, i, self.ctx, default_source=src.path.stem)
                         for i, t in enumerate(traces)]
+                if self.first_bad is None:
+                    t = next((t for t in traces if not t.row and t.reason), None)
+                    if t is not None:
+                        self.first_bad = InputError(t.detail, path=src.path, line=t.line)
                 n += len(rows)
                 batch = self._submit(pool, self.funnel.run(rows, 0, self.token_stage), nbytes)
                 if pending is not None:
@@ -274,10 +301,15 @@ def build_sft(inputs: Sequence[str | Path], out: str | Path, *,
     out = Path(out)
     tok = tokenizer if isinstance(tokenizer, BuildTokenizer) else BuildTokenizer(tokenizer)
     roots = [Path(p) for p in inputs]
+    for p in roots:
+        if p.is_file():
+            check_not_empty(p, allow_empty=opts.allow_empty,
+                            hint=f"give a file of traces or trajectories, {ALLOW_EMPTY_HINT}")
     files = discover_inputs(roots)
     b = _SFTBuild(out, tok, opts, progress)
     try:
         counts = [b.trajectories(f) if f.kind == "trajectories" else b.texts(f) for f in files]
+        refuse_empty_build(b.funnel, allow_empty=opts.allow_empty, first_bad=b.first_bad)
     except BaseException:
         b.writer.abort()
         raise

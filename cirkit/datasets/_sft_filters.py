@@ -10,8 +10,10 @@ from cirkit.cir import validate
 
 from ._filters import Filter, Verdict
 from ._rows import SFTRow
+from ._tokenize import BuildTokenizer
 
 __all__ = [
+    "ControlTokens",
     "Correct",
     "Duplicate",
     "FinishReason",
@@ -58,6 +60,41 @@ class PromptRebuilt(Filter[SFTRow]):
 
     def check(self, row: SFTRow) -> Verdict:
         return True if row.prompt_error is None else (False, row.prompt_error)
+
+
+class ControlTokens(Filter[SFTRow]):
+    name = "control_tokens"
+    description = ("no chat control token (turn marker, end of text) written in the prompt, "
+                   "the model's text or an observation: it would make a turn of its own")
+
+    def __init__(self, tok: BuildTokenizer) -> None:
+        super().__init__()
+        self.tok = tok
+
+    def check(self, row: SFTRow) -> Verdict:
+        find = self.tok.find_control
+        if any(find(m["content"]) for m in row.prompt_messages):
+            return False, "control_token_in_prompt"
+        text = row.assistant
+        if row.from_trajectory:  # a generation may end with its stop token, as text too
+            for stop in (self.tok.turn_end, self.tok.eos_token):
+                if stop and text.endswith(stop):
+                    text = text[:-len(stop)]
+                    break
+        observed = False
+        m = find(text)
+        while m is not None:
+            if not any(s.kind == "output" and s.start - 1 <= m.start() < s.end
+                       for s in row.segments):
+                return False, "control_token_in_response"
+            observed = True
+            m = find(text, m.end())
+        if observed:
+            return False, "control_token_in_observation"
+        return (False, "control_token_id_in_response") if row.control_id else True
+
+    def config(self) -> dict[str, Any]:
+        return {"control_tokens": list(self.tok.control_strings)}
 
 
 class HasFinalAnswer(Filter[SFTRow]):
@@ -141,12 +178,13 @@ class MaxTokens(Filter[SFTRow]):
         return {"max_tokens": self.limit}
 
 
-def sft_filters(*, max_tokens: int, max_code_blocks: int,
+def sft_filters(tok: BuildTokenizer, *, max_tokens: int, max_code_blocks: int,
                 require_correct: bool) -> list[Filter[SFTRow]]:
     """The funnel in order; ``max_tokens`` comes last: it needs the tokens, which text-only
     traces get only after the cheaper filters have run."""
     steps: list[Filter[SFTRow]] = [
-        WellFormed(), FinishReason(), TokenIds(), PromptRebuilt(), HasFinalAnswer(),
+        WellFormed(), FinishReason(), TokenIds(), PromptRebuilt(), ControlTokens(tok),
+        HasFinalAnswer(),
         ValidFormat(), MaxCodeBlocks(max_code_blocks)]
     if require_correct:
         steps.append(Correct())

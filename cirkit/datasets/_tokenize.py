@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cirkit.cir import Segment, parse
+from cirkit.cir import END_CODE, START_CODE, THINK_CLOSE, THINK_OPEN, Segment, parse
 from cirkit.tokenizer import ModelTokenizer
 
 __all__ = ["IGNORE_INDEX", "BuildTokenizer", "Joined", "join_ids", "split_pieces"]
@@ -26,6 +26,12 @@ __all__ = ["IGNORE_INDEX", "BuildTokenizer", "Joined", "join_ids", "split_pieces
 #: The label that PyTorch's cross-entropy (and TRL's collator) ignores.
 IGNORE_INDEX = -100
 _SENTINEL = "\x00cirkit-turn-end-probe\x00"
+#: Added tokens a CIR trace writes on purpose: never control tokens, whatever their flags.
+_CIR_MARKERS = frozenset({THINK_OPEN, THINK_CLOSE, START_CODE, END_CODE})
+#: What a template's turn marker looks like when the vocabulary has no token for it
+#: (``<|im_start|>``, ``<start_of_turn>``, ``[INST]``); a plain-text one such as Alpaca's
+#: ``###`` is ordinary markdown and is not taken.
+_TAG = re.compile(r"<[^<>\s]{2,}>|\[/?[A-Z_]{2,}\]")
 
 
 class BuildTokenizer(ModelTokenizer):
@@ -33,7 +39,8 @@ class BuildTokenizer(ModelTokenizer):
     add: the chat template's end of turn, and chat prompts encoded with their common pieces
     cached."""
 
-    __slots__ = ("_added", "_checked", "_segments", "_split", "turn_end")
+    __slots__ = ("_added", "_checked", "_control", "_segments", "_split", "control_ids",
+                 "control_strings", "stop_ids", "turn_end")
 
     def __init__(self, name_or_path: str | Path) -> None:
         super().__init__(name_or_path)
@@ -41,6 +48,53 @@ class BuildTokenizer(ModelTokenizer):
         self._split, self._added = self._prompt_splitter()
         self._segments: OrderedDict[str, list[int]] = OrderedDict()
         self._checked = 0
+        self.control_strings, self.control_ids = self._control_tokens()
+        self._control = re.compile("|".join(re.escape(c) for c in self.control_strings)) \
+            if self.control_strings else None
+        stops = [self.turn_end, self.eos_token or ""]
+        #: Control ids a generation may end with (it stopped there), and only there.
+        self.stop_ids = frozenset(i for t in stops if t for i in self.encode(t)
+                                  if i in self.control_ids)
+
+    def _control_tokens(self) -> tuple[tuple[str, ...], frozenset[int]]:
+        """What must never appear in a trace's or a question's text, longest first: every
+        added token but the CIR markers (Qwen's ``<|im_start|>``, ``<|im_end|>``,
+        ``<|endoftext|>``...), and the chat template's own turn markers (its end of turn, and
+        what every role's header starts with), even where the tokenizer has no token for
+        them, when they look like a tag). Text holding one would become a turn of its own
+        once templated or tokenized."""
+        added = {t.content: i for i, t in self.backend.get_added_tokens_decoder().items()
+                 if t.content not in _CIR_MARKERS}
+        end = self.turn_end.strip()
+        marks = {m for m in (end, self._turn_start(end)) if m in added or _TAG.fullmatch(m)}
+        found = {c for c in {*added, *marks} if c.strip() and not c.strip().isalnum()}
+        return (tuple(sorted(found, key=lambda c: (-len(c), c))),
+                frozenset(added[c] for c in found if c in added))
+
+    def _turn_start(self, end: str) -> str:
+        """The text every role's header starts with (``<|im_start|>`` in ChatML), read off
+        the template: what separates a user's and an assistant's message, minus the end of
+        turn, common to both roles."""
+        msgs = [{"role": "user", "content": _SENTINEL + "u"},
+                {"role": "assistant", "content": _SENTINEL + "a"},
+                {"role": "user", "content": _SENTINEL + "v"}]
+        try:
+            full = self.chat_prompt(msgs, add_generation_prompt=False)
+        except Exception:  # a template that refuses the probe
+            return ""
+        parts = full.split(_SENTINEL)
+        if len(parts) != 4:
+            return ""
+        heads = [p[1:].strip() for p in parts[1:3]]  # "u<end>\n<start>assistant\n", ...
+        heads = [h.removeprefix(end).strip() if end else h for h in heads]
+        a, b = heads
+        same = next((k for k, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
+                    min(len(a), len(b)))
+        return a[:same].strip()
+
+    def find_control(self, text: str, pos: int = 0) -> re.Match[str] | None:
+        """The first control token (see ``control_strings``) written in ``text``."""
+        return self._control.search(text, pos) if self._control is not None else None
 
     def _turn_end(self) -> str:
         """What the chat template writes after an assistant message, trailing blanks cut

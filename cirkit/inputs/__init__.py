@@ -33,6 +33,7 @@ from ._read import (
     file_format,
     iter_row_blocks,
     iter_rows,
+    parse_json_line,
 )
 from ._traces import (
     PROMPT_FIELDS,
@@ -71,6 +72,7 @@ __all__ = [
     "file_format",
     "iter_row_blocks",
     "iter_rows",
+    "parse_json_line",
     "parse_trace",
     "question_from_row",
     "question_id",

@@ -20,7 +20,7 @@ import orjson
 from cirkit.errors import InputError
 
 from ._fields import ID_FIELDS, QUESTION_FIELDS, SOURCE_FIELDS, answer_of, nested, present
-from ._read import iter_rows
+from ._read import OnBadRow, iter_rows
 from ._traces import chat_messages
 
 __all__ = ["Question", "question_from_row", "question_id", "read_questions"]
@@ -124,18 +124,22 @@ def question_from_row(row: dict[str, Any], *, where: str = "<row>", line: int = 
                     _metadata(row))
 
 
-def read_questions(path: str | os.PathLike[str], *, unique: bool = True) -> list[Question]:
+def read_questions(path: str | os.PathLike[str], *, unique: bool = True,
+                   on_bad_row: OnBadRow | None = None, allow_empty: bool = False
+                   ) -> list[Question]:
     """Every question of a JSONL/CSV/TSV/parquet file, in file order.
 
     A row without a question is refused (its line and the accepted field names in the
     message). With ``unique`` (rollouts, RL sets), two rows with one id are refused: ids name
-    trajectories. Evaluation sets are read with ``unique=False``.
+    trajectories. Evaluation sets are read with ``unique=False``. A line that is no row at all
+    (not JSON, not an object, a lone surrogate) raises, or goes to ``on_bad_row`` (a builder
+    counts it as dropped); an empty file raises unless ``allow_empty``.
     """
     where = str(path)
     stem = Path(path).stem
     out: list[Question] = []
     first: dict[str, int] = {}
-    for line, row in iter_rows(path):
+    for line, row in iter_rows(path, on_bad_row=on_bad_row, allow_empty=allow_empty):
         q = question_from_row(row, where=where, line=line, default_source=stem)
         if unique:
             if q.id in first:

@@ -16,6 +16,7 @@ import csv
 import io
 import json
 import os
+import re
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ __all__ = [
     "file_format",
     "iter_row_blocks",
     "iter_rows",
+    "parse_json_line",
 ]
 
 Format = Literal["jsonl", "csv", "tsv", "parquet"]
@@ -53,11 +55,15 @@ _HEAD = 1 << 16  # bytes searched for a NUL: text files have none
 _BOM = codecs.BOM_UTF8
 _NAMES = {"jsonl": "JSONL", "csv": "CSV", "tsv": "TSV", "parquet": "parquet"}
 _SUFFIX_HINT = "name it .jsonl, .json, .csv, .tsv or .parquet"
+#: A surrogate escape in JSON text: a high one with its low half after it, or either alone.
+_SURROGATE = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}(\\u[dD][c-fC-F][0-9a-fA-F]{2})?"
+                        rb"|\\u[dD][c-fC-F][0-9a-fA-F]{2}")
 
 
 class RowError(InputError):
     """A problem of one row (the rest of the file may be fine): ``code`` names it for
-    counting (``not_utf8``, ``not_json``, ``not_an_object``, ``bad_row``), ``reason`` is the
+    counting (``not_utf8``, ``not_json``, ``lone_surrogate``, ``not_an_object``, ``bad_row``),
+    ``reason`` is the
     message without the file and line."""
 
     def __init__(self, code: str, reason: str, *, path: str, line: int,
@@ -205,13 +211,28 @@ def _json_kind(value: Any) -> str:
     return "a number"
 
 
-def _parse_json_line(raw: bytes, where: str, line: int) -> dict[str, Any] | RowError:
+def _lone_surrogate(raw: bytes, where: str, line: int) -> RowError | None:
+    """A string escape ``\\ud800`` with no other half: JSON allows it, Unicode text cannot
+    hold it (it could never be written out as UTF-8), so the row is refused, not mangled."""
+    for m in _SURROGATE.finditer(raw):
+        slashes = len(raw[:m.start()]) - len(raw[:m.start()].rstrip(b"\\"))
+        if slashes % 2 or m.group(1) is not None:
+            continue  # an escaped backslash before "u", or a pair (one character)
+        col = len(raw[:m.start()].decode("utf-8", "replace")) + 1
+        return RowError("lone_surrogate", f"a lone surrogate escape {m.group(0)[:6].decode()} "
+                        f"at column {col}: not valid Unicode text", path=where, line=line,
+                        hint="write the text as UTF-8 (a \\uXXXX surrogate only in a pair)")
+    return None
+
+
+def parse_json_line(raw: bytes, *, where: str, line: int) -> dict[str, Any] | RowError:
     """One JSONL line as a dict, or the error naming what it is instead. orjson first; the
-    standard library for what orjson refuses but Python writes (NaN, huge integers)."""
+    standard library for what orjson refuses but Python writes (NaN, huge integers), never a
+    lone surrogate escape."""
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        bad = _not_utf8(raw, where, line)
+        bad = _not_utf8(raw, where, line) or _lone_surrogate(raw, where, line)
         if bad is not None:
             return bad
         try:
@@ -273,7 +294,7 @@ class _Lines:
             if not raw.strip():
                 continue
             self.nonblank += 1
-            got = _parse_json_line(raw, self.where, self.line)
+            got = parse_json_line(raw, where=self.where, line=self.line)
             if isinstance(got, InputError):
                 _bad(self.on_bad_row, got)
             else:

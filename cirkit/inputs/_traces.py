@@ -44,6 +44,7 @@ PROMPT_FIELDS = ("prompt", "question")
 TRACE_REASONS: dict[str, str] = {
     "not_utf8": "the line is not UTF-8",
     "not_json": "the line is not valid JSON",
+    "lone_surrogate": "a JSON string holds a lone surrogate escape (not Unicode text)",
     "not_an_object": "the line is not a JSON object",
     "bad_row": "the row does not fit the file's header",
     "no_trace": "no trace: neither messages nor " + ", ".join(TRACE_FIELDS),

@@ -510,3 +510,34 @@ def test_a_trace_file_without_one_readable_line_is_refused_whole(tmp_path: Path,
     with pytest.raises(InputError, match=r"t\.jsonl: not one line can be read \(line 1: ") as e:
         list(read_traces(path))
     assert e.value.hint and e.value.path == path
+
+
+def test_a_lone_surrogate_escape_is_a_bad_row_on_its_own_line(tmp_path: Path) -> None:
+    """JSON allows ``"\\ud800"``; Unicode text does not (it can never be written as UTF-8).
+    The line is refused with its code, on its line, never read as a string that breaks a
+    later step; a pair (how ``ensure_ascii`` writes an emoji) is one character."""
+    path = write(tmp_path, "t.jsonl", b'{"a": "\\ud83d\\ude00"}\n\n{"a": "x\\ud800"}\n'
+                                      b'{"a": "\\\\ud800"}\n{"a": "\\udc00", "b": NaN}\n')
+    bad: list[InputError] = []
+    rows = list(iter_rows(path, on_bad_row=bad.append))
+    assert rows == [(1, {"a": "\U0001f600"}), (4, {"a": "\\ud800"})]
+    assert [(e.line, getattr(e, "code", None)) for e in bad] == [
+        (3, "lone_surrogate"), (5, "lone_surrogate")]
+    assert bad[0].message == (f"{path}:3: a lone surrogate escape \\ud800 at column 9: not "
+                              "valid Unicode text")
+    with pytest.raises(InputError, match=r"t\.jsonl:3: a lone surrogate escape"):
+        list(iter_rows(path))
+    traces = list(read_traces(path))
+    assert [(t.line, t.reason) for t in traces] == [
+        (1, "no_trace"), (3, "lone_surrogate"), (4, "no_trace"), (5, "lone_surrogate")]
+
+
+def test_questions_read_for_a_build_report_bad_lines_instead(tmp_path: Path) -> None:
+    path = write(tmp_path, "q.jsonl", b'{"question": "Q?"}\n[1]\n{"question": "R\\ud800"}\n')
+    with pytest.raises(InputError, match=r"q\.jsonl:2: expected a JSON object, got an array"):
+        read_questions(path)
+    bad: list[InputError] = []
+    assert [q.question for q in read_questions(path, on_bad_row=bad.append)] == ["Q?"]
+    assert [e.line for e in bad] == [2, 3]
+    empty = write(tmp_path, "e.jsonl", b"")
+    assert read_questions(empty, allow_empty=True) == []

@@ -46,6 +46,10 @@ class Inputs:
     binary: Path = field(init=False)
     fake_parquet: Path = field(init=False)
     a_file: Path = field(init=False)
+    empty: Path = field(init=False)
+    odd_lines: Path = field(init=False)
+    no_ground_truth: Path = field(init=False)
+    lone_surrogate: Path = field(init=False)
 
     def __post_init__(self) -> None:
         self.bad_utf8 = self.root / "latin1.jsonl"
@@ -56,6 +60,15 @@ class Inputs:
         self.fake_parquet.write_text('{"question": "not parquet at all"}\n')
         self.a_file = self.root / "a-file"
         self.a_file.write_text("a regular file, not a directory\n")
+        self.empty = self.root / "empty.jsonl"
+        self.empty.write_bytes(b"")
+        self.odd_lines = self.root / "odd-lines.jsonl"  # JSON, but not one object
+        self.odd_lines.write_text('[1, 2]\n"x"\n3\n')
+        self.no_ground_truth = self.root / "no-ground-truth.jsonl"
+        self.no_ground_truth.write_text('{"question": "Who painted the Night Watch?"}\n')
+        self.lone_surrogate = self.root / "lone-surrogate.jsonl"
+        self.lone_surrogate.write_text('{"question": "Who\\ud800?", "answer": "x", '
+                                       '"text": "<think>\\n</think>\\nx"}\n')
 
     @property
     def unwritable(self) -> Path:
@@ -218,6 +231,20 @@ CASES = [
     Case("build sft fake parquet", lambda i: [
         "build", "sft", str(i.fake_parquet), "--tokenizer", str(i.tokenizer), "--out",
         str(i.root / "sft2")], ("sft2",)),
+    # -- files with no usable row: an error, not a dataset of no rows
+    *(Case(f"build {kind} {name}", lambda i, kind=kind, name=name: [
+        "build", kind, str(getattr(i, name.replace(" ", "_"))), "--tokenizer",
+        str(i.tokenizer), "--out", str(i.root / f"{kind}-{name.replace(' ', '-')}")],
+           (f"{kind}-{name.replace(' ', '-')}",))
+      for kind in ("sft", "rl") for name in ("empty", "odd lines", "lone surrogate")),
+    Case("build rl no ground truth", lambda i: [
+        "build", "rl", str(i.no_ground_truth), "--tokenizer", str(i.tokenizer), "--out",
+        str(i.root / "rl-no-gt")], ("rl-no-gt",)),
+    Case("build sft questions only", lambda i: [
+        "build", "sft", str(i.no_ground_truth), "--tokenizer", str(i.tokenizer), "--out",
+        str(i.root / "sft-no-trace")], ("sft-no-trace",)),
+    Case("validate lone surrogate", lambda i: ["validate", str(i.lone_surrogate)]),
+    Case("validate odd lines", lambda i: ["validate", str(i.odd_lines)]),
     Case("build sft unwritable --out", lambda i: [
         "build", "sft", str(i.traces), "--tokenizer", str(i.tokenizer), "--out",
         str(i.unwritable)]),

@@ -103,3 +103,17 @@ def test_unfinished_and_dialect(tmp_path: Path) -> None:
 def test_usage_errors_are_one_line(tmp_path: Path, args: list[str]) -> None:
     r = CliRunner().invoke(validate, args)
     assert r.exit_code == 2 and "Traceback" not in r.output and "Error" in r.output
+
+
+def test_odd_lines_are_reported_on_their_lines(tmp_path: Path) -> None:
+    """Lines that are JSON but no object, and a lone surrogate escape (which JSON allows and
+    Unicode does not), are each a malformed line with its file line, and the exit is 1."""
+    path = write(tmp_path, [{"text": GOOD}, "[1, 2]", '"x"', "", "3",
+                            '{"text": "<think>\\ud800</think>\\n\\nA"}', {"text": GOOD}])
+    r = run(path, "--json")
+    assert r.exit_code == 1
+    lines = [json.loads(x) for x in r.output.splitlines()]
+    assert [(x["line"], x.get("reason")) for x in lines if "error" in x] == [
+        (2, "not_an_object"), (3, "not_an_object"), (5, "not_an_object"),
+        (6, "lone_surrogate")]
+    assert [x["line"] for x in lines if x.get("valid")] == [1, 7]

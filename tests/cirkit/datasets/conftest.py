@@ -93,3 +93,17 @@ def build_tokenizer(chat_tokenizer: ChatTokenizer) -> BuildTokenizer:
 @pytest.fixture(scope="session")
 def tokenizer_dir(chat_tokenizer: ChatTokenizer) -> Path:
     return Path(chat_tokenizer.name)
+
+
+@pytest.fixture(scope="session")
+def qwen_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> BuildTokenizer:
+    """The tiny model's tokenizer layout (``cirkit.testing.traces``): Qwen3's control tokens
+    ``<|im_start|>``, ``<|im_end|>``, ``<|endoftext|>`` as special tokens, the CIR markers as
+    plain added tokens, the end of turn as eos. Trained on a few traces in a second; the
+    ``chat_tokenizer`` beside it has no token for the ChatML markers at all."""
+    from cirkit.testing.traces import train_tokenizer, write_tokenizer_files
+
+    d = tmp_path_factory.mktemp("qwen-layout")
+    texts = [cir_text([CODE, CODE2, ANSWER], [OBS, OBS2]), "What is the capital of France?"]
+    write_tokenizer_files(train_tokenizer(texts * 20, 600), d, model_max_length=8192)
+    return BuildTokenizer(d)

@@ -133,7 +133,8 @@ def test_a_template_file_rebuilds_the_prompt_it_made(
     rec["prompt_text"] = chat_tokenizer.chat_prompt(msgs) + THINK
     rec["prompt_token_ids"] = chat_tokenizer.encode(rec["prompt_text"])
     src = write_jsonl(tmp_path / "r.jsonl", [rec])
-    res = build_sft([src], tmp_path / "a", tokenizer=chat_tokenizer.name)
+    res = build_sft([src], tmp_path / "a", tokenizer=chat_tokenizer.name,
+                    options=SFTOptions(allow_empty=True))
     assert res.report["funnel"]["filters"][3]["reasons"] == {"template_mismatch": 1}
     res = build_sft([src], tmp_path / "b", tokenizer=chat_tokenizer.name,
                     options=SFTOptions(template=tpl_file))

@@ -79,7 +79,8 @@ def test_funnel_counts_eval_exclusion_and_long_prompts(
     res = _build(build_tokenizer, tmp_path)
     funnel = res.report["funnel"]
     assert {f["name"]: f["reasons"] for f in funnel["filters"]} == {
-        "has_ground_truth": {"no_ground_truth": 1}, "eval_overlap": {"in_eval_set": 1},
+        "well_formed": {}, "control_tokens": {}, "has_ground_truth": {"no_ground_truth": 1},
+        "eval_overlap": {"in_eval_set": 1},
         "duplicate": {"duplicate_question": 1}, "prompt_too_long": {"prompt_too_long": 1}}
     assert (funnel["rows_in"], funnel["rows_out"]) == (6, 2)
     assert res.report["eval_excluded"] == 1

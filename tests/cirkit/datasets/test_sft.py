@@ -240,10 +240,10 @@ def test_a_failed_build_leaves_no_temporary_shard(
     from cirkit.errors import InputError
 
     src = write_jsonl(tmp_path / "r.jsonl", _records(chat_tokenizer))
-    with src.open("a") as f:
-        f.write('{"id": "broken", "response_token_ids": [1, \n')
+    with src.open("a") as f:  # a record, but not one a rollout writes
+        f.write('{"id": "broken", "response_token_ids": "not ids"}\n')
     out = tmp_path / "out"
-    with pytest.raises(InputError, match="cannot read trajectories"):
+    with pytest.raises(InputError, match=r"r\.jsonl:3: cannot read a trajectory record"):
         build_sft([src], out, tokenizer=build_tokenizer,
                   options=SFTOptions(block_bytes=1, row_group_rows=1))
     assert list((out / "data").iterdir()) == []
