@@ -7,6 +7,8 @@ Recorder that serves ``web_search``/``web_visit`` through it in a Mode, and the 
 from ._canonical import (
     COMPLETION,
     EXECUTION,
+    MAX_QUERY_CHARS,
+    MAX_URL_CHARS,
     SEARCH,
     VISIT,
     canonical_json,
@@ -26,8 +28,10 @@ from ._errors import (
 )
 from ._modes import Mode
 from ._pack import PackResult, UnpackResult, pack, read_manifest, unpack
+from ._payload import PAYLOAD_VERSION
 from ._recorder import Fetch, Recorder, ToolResult
 from ._render import RENDERER_VERSION, RenderOptions, render
+from ._repair import ReindexReport, reindex
 from ._store import ENTRY_VERSION, STORE_VERSION, Entry, Store, StoreInfo, VerifyReport
 from .backends import Backend, InMemoryBackend, Response, make_backend
 
@@ -35,6 +39,9 @@ __all__ = [
     "COMPLETION",
     "ENTRY_VERSION",
     "EXECUTION",
+    "MAX_QUERY_CHARS",
+    "MAX_URL_CHARS",
+    "PAYLOAD_VERSION",
     "RENDERER_VERSION",
     "SEARCH",
     "STORE_VERSION",
@@ -52,6 +59,7 @@ __all__ = [
     "PackResult",
     "Recorder",
     "RecordersError",
+    "ReindexReport",
     "RenderOptions",
     "ReplayMissError",
     "Response",
@@ -68,6 +76,7 @@ __all__ = [
     "normalise_url",
     "pack",
     "read_manifest",
+    "reindex",
     "render",
     "unpack",
 ]

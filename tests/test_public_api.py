@@ -15,6 +15,7 @@ def test_recorders_public_names() -> None:
         "StoreError", "StoreInfo", "ToolResult", "UnpackResult", "VerifyReport",
         "canonical_json", "make_backend", "make_key", "normalise_query", "normalise_url",
         "pack", "read_manifest", "render", "unpack",
+        "MAX_QUERY_CHARS", "MAX_URL_CHARS", "PAYLOAD_VERSION", "ReindexReport", "reindex",
     ])
     for name in recorders.__all__:
         assert getattr(recorders, name) is not None
