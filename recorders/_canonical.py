@@ -58,19 +58,13 @@ _SECRET_PARAMS = re.compile(
     re.IGNORECASE,
 )
 REDACTED = "REDACTED"
-# Stored data redacts these too (keys keep _SECRET_PARAMS alone, so that no key changes).
-_MORE_SECRET_PARAMS = re.compile(
-    r"^(subscription[_-]?token|client[_-]?secret|session[_-]?token|refresh[_-]?token"
-    r"|id[_-]?token|x-amz-signature|x-amz-credential|x-amz-security-token|passwd|pwd)$",
-    re.IGNORECASE,
-)
 MAX_QUERY_CHARS = 4096  # a web search query; search engines take far less (Google: 2048)
 MAX_URL_CHARS = 8192  # a visited URL; the common limit of web servers and CDNs
 
 
 def secret_param(name: str) -> bool:
     """Whether a query parameter of this name carries a credential."""
-    return bool(_SECRET_PARAMS.match(name) or _MORE_SECRET_PARAMS.match(name))
+    return bool(_SECRET_PARAMS.match(name))
 
 
 def _not_json(o: Any) -> Any:
