@@ -90,3 +90,25 @@ def test_missing_api_key_names_the_variable(tmp_path: Path,
     monkeypatch.delenv("SERPER_API_KEY", raising=False)
     code, out = run("tools", "search", "x", "--backend", "serper", "--store", str(tmp_path))
     assert code == 1 and "SERPER_API_KEY" in out
+
+
+def test_a_lost_index_is_refused_then_rebuilt_by_reindex(store: Path) -> None:
+    import shutil
+
+    shutil.rmtree(store / "index")
+    code, out = run("store", "verify", str(store))
+    assert code == 1 and "lost its index" in out and "cirkit store reindex" in out
+    code, out = run("tools", "search", "alpha", "-n", "2", "--store", str(store),
+                    "--mode", "auto")
+    assert code == 1 and "lost its index" in out and not (store / "index").exists()
+    code, out = run("store", "reindex", str(store))
+    assert code == 0 and "3 entries rebuilt from their blobs" in out, out
+    code, out = run("store", "verify", str(store))
+    assert code == 0 and "ok" in out
+
+
+def test_reindex_says_what_is_lost(store: Path) -> None:
+    with Store(store) as st:
+        old = st.blobs.put(b'{"data":{},"tool":"web_search","version":1}')
+    code, out = run("store", "reindex", str(store))
+    assert code == 1 and f"lost: blob {old}" in out and "hint:" in out
