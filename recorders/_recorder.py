@@ -18,7 +18,7 @@ from ._render import RenderOptions, render
 from ._store import Entry, Store
 from .backends import Backend, Response
 
-__all__ = ["MISS_ARGS_CHARS", "Fetch", "Recorder", "ToolResult", "scrub"]
+__all__ = ["MISS_ARGS_CHARS", "Fetch", "Recorder", "ToolResult"]
 
 Fetch = Callable[[], Awaitable[Response]]
 
@@ -35,13 +35,6 @@ class ToolResult:
     status: str
     backend: str
     from_store: bool
-
-
-def scrub(data: bytes, secrets: tuple[str, ...]) -> bytes:
-    """Replace every credential value that a provider echoed back, in encoded bytes (belt and
-    braces: the Recorder redacts the decoded answer first, which also catches a secret that
-    JSON escapes)."""
-    return scrub_bytes(data, secrets)
 
 
 class Recorder:
