@@ -114,3 +114,39 @@ def test_reindex_keeps_what_the_index_holds(tmp_path: Path) -> None:
     assert (r.entries_kept, r.entries_added, r.complete) == (20, 0, True)
     with Store(tmp_path / "s") as st:
         assert [(k, e.to_json()) for k, e in st.entries()] == before
+
+
+def test_a_store_of_payload_version_1_still_replays_verifies_and_packs(tmp_path: Path) -> None:
+    """Stores recorded before payload version 2: same keys, read as they were."""
+    from recorders import Entry, make_key
+
+    data = answer({"query": "old", "num_results": 2})
+    key, norm = make_key("web_search", {"query": "old", "num_results": 2})
+    with Store(tmp_path / "s") as st:
+        sha = st.blobs.put(canonical_json({"version": 1, "tool": "web_search", "data": data}))
+        st.put_entry(key, Entry(blob=sha, tool="web_search", args=norm, backend="memory",
+                                recorded_at=0.0, latency_ms=0.0))
+        assert st.verify().ok
+        res = Recorder(st, mode="replay").call_sync("web_search",
+                                                    {"query": "old", "num_results": 2})
+        assert res.from_store and res.data == data
+        pack(st, tmp_path / "old.cirpack")
+    with Store(tmp_path / "b") as dst:
+        assert unpack(tmp_path / "old.cirpack", dst).entries_added == 1
+        assert dst.verify().ok
+
+
+@pytest.mark.parametrize(("tool", "args", "key"), [
+    ("web_search", {"query": "who painted the night watch", "num_results": 5},
+     "726983f7d8fd8ec45b3a1896af7d748d8b9014529c80fd109a8238cb54f9190c"),
+    ("web_visit", {"url": "https://u:p@Example.org:443/a?token=x&utm_source=y&b=2#f"},
+     "f56e9e1f1d87ccf2a6fca8ec04688f0a00c9c77cf3f007483c106c7c2ca0b696"),
+    ("code_exec", {"code": "print(1)"},
+     "ed5fba3e3d871425b42ba83f21e35c707059c95178d7d4afe9500c1d05be776d"),
+])
+def test_keys_are_those_of_stores_recorded_before(tool: str, args: dict[str, object],
+                                                  key: str) -> None:
+    """Payload version 2 and stored-data redaction change blobs, never keys."""
+    from recorders import make_key
+
+    assert make_key(tool, args)[0] == key
