@@ -155,7 +155,8 @@ def _unreadable_index(path: Path, e: Exception) -> StoreError:
     """What a SQLite error reading (or opening) the index becomes."""
     return StoreError(f"cannot read the index of the store {path} (index/cache.db): {e}",
                       hint="if the file is damaged, restore the store from a copy or a pack, "
-                           "or record into a new store", setting="store")
+                           "or move index/ aside and rebuild it from the blobs with `cirkit "
+                           "store reindex`", setting="store")
 
 
 @dataclass(slots=True, frozen=True)

@@ -150,3 +150,19 @@ def test_keys_are_those_of_stores_recorded_before(tool: str, args: dict[str, obj
     from recorders import make_key
 
     assert make_key(tool, args)[0] == key
+
+
+def test_a_damaged_index_moved_aside_is_rebuilt(tmp_path: Path) -> None:
+    _record(tmp_path / "s").close()
+    db = tmp_path / "s" / "index" / "cache.db"
+    data = bytearray(db.read_bytes())
+    for page in range(4096, len(data), 4096):
+        data[page:page + 64] = b"\xff" * 64
+    db.write_bytes(bytes(data))
+    with pytest.raises(StoreError, match="cannot read the index") as e:
+        Store(tmp_path / "s", readonly=True).verify()
+    assert "cirkit store reindex" in (e.value.hint or "")
+    (tmp_path / "s" / "index").rename(tmp_path / "s" / "index.damaged")
+    assert reindex(tmp_path / "s").entries_added == 20
+    with Store(tmp_path / "s", readonly=True) as st:
+        assert st.verify().ok
