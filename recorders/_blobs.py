@@ -63,7 +63,7 @@ class BlobStore:
         sha = hashlib.sha256(data).hexdigest()
         if self.intact(sha):  # a blob whose bytes no longer match its name is replaced
             return sha
-        self._write(sha, (data,))
+        self._write(sha, data)
         return sha
 
     def put_file(self, sha: str, src: Path) -> bool:
@@ -80,14 +80,13 @@ class BlobStore:
         os.replace(src, dest)
         return True
 
-    def _write(self, sha: str, chunks: tuple[bytes, ...]) -> None:
+    def _write(self, sha: str, data: bytes) -> None:
         dest = self.path(sha)
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=dest.parent)
         try:
             with os.fdopen(fd, "wb") as f:
-                for chunk in chunks:
-                    f.write(chunk)
+                f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
             os.chmod(tmp, 0o444)
@@ -106,17 +105,6 @@ class BlobStore:
         except OSError:
             return False
         return h.hexdigest() == sha
-
-    def any(self) -> bool:
-        """Whether at least one blob is stored (temp files of unfinished writes aside)."""
-        if not self.root.is_dir():
-            return False
-        for sub in os.scandir(self.root):
-            if sub.is_dir() and len(sub.name) == 2:
-                with os.scandir(sub.path) as it:
-                    if any(not f.name.startswith(".tmp-") for f in it):
-                        return True
-        return False
 
     def get(self, sha: str) -> bytes:
         # Hot path of replay: a raw fd opened relative to the objects directory (pathlib and a

@@ -252,6 +252,8 @@ def _stage_blob(src: Path, tar: tarfile.TarFile, ti: tarfile.TarInfo, sha: str, 
             left -= len(chunk)
             h.update(chunk)
             out.write(chunk)
+        out.flush()
+        os.fsync(out.fileno())  # it is renamed into the store as it is
     if h.hexdigest() != sha:
         raise _refuse(src, f"blob {sha} does not hash to its name")
     return dest

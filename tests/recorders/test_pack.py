@@ -92,7 +92,7 @@ async def test_tampered_blob_is_refused(tmp_path: Path) -> None:
     _rewrite_pack(tmp_path / "a.cirpack", tmp_path / "short.cirpack", b'{"evil":1}')
     with pytest.raises(PackError, match="is 10 bytes, but its manifest declares"):
         unpack(tmp_path / "short.cirpack", dst)
-    assert len(dst) == 0 and not dst.blobs.any()  # nothing left behind
+    assert len(dst) == 0 and list(dst.blobs.names()) == []  # nothing left behind
     assert [p.name for p in dst.path.iterdir() if p.name.startswith(".unpack-")] == []
 
 
