@@ -437,5 +437,6 @@ class Store:
             if p["version"] < 2 or entry_key(p["tool"], p["args"]) not in keys:
                 report.unindexed_answers.append(sha)  # (version 1 names no key: any orphan)
         report.unreferenced_blobs = len(good - used)
-        report.temp_files = len(self.blobs.temp_files())
+        # leftovers of writes, and of unpacks, killed before they finished (harmless)
+        report.temp_files = len(self.blobs.temp_files()) + len(list(self.path.glob(".unpack-*")))
         return report

@@ -190,3 +190,10 @@ def test_verify_checks_what_each_entry_means(tmp_path: Path) -> None:
     assert dict(r.bad_entries).keys() == {k1, "../../etc/passwd"}
     assert "answers another question" in dict(r.bad_entries)[k1]
     assert "not 64 lower-case hex" in dict(r.bad_entries)["../../etc/passwd"]
+
+
+def test_verify_counts_the_staging_left_by_a_killed_unpack(tmp_path: Path) -> None:
+    st = _record(tmp_path / "a")
+    (st.path / ".unpack-killed").mkdir()
+    r = st.verify()
+    assert r.ok and r.temp_files == 1
