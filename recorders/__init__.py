@@ -7,6 +7,8 @@ Recorder that serves ``web_search``/``web_visit`` through it in a Mode, and the 
 from ._canonical import (
     COMPLETION,
     EXECUTION,
+    MAX_QUERY_CHARS,
+    MAX_URL_CHARS,
     SEARCH,
     VISIT,
     canonical_json,
@@ -27,8 +29,10 @@ from ._errors import (
 from ._merge import MergeConflict, MergeConflictError, MergeResult, merge_stores
 from ._modes import Mode
 from ._pack import PackResult, UnpackResult, pack, read_manifest, unpack
+from ._payload import PAYLOAD_VERSION
 from ._recorder import Fetch, Recorder, ToolResult
 from ._render import RENDERER_VERSION, RenderOptions, render
+from ._repair import ReindexReport, reindex
 from ._retrieve import (
     RetrieveRequest,
     parse_retrieve,
@@ -43,6 +47,9 @@ __all__ = [
     "COMPLETION",
     "ENTRY_VERSION",
     "EXECUTION",
+    "MAX_QUERY_CHARS",
+    "MAX_URL_CHARS",
+    "PAYLOAD_VERSION",
     "RENDERER_VERSION",
     "SEARCH",
     "STORE_VERSION",
@@ -63,6 +70,7 @@ __all__ = [
     "PackResult",
     "Recorder",
     "RecordersError",
+    "ReindexReport",
     "RenderOptions",
     "ReplayMissError",
     "Response",
@@ -82,6 +90,7 @@ __all__ = [
     "pack",
     "parse_retrieve",
     "read_manifest",
+    "reindex",
     "render",
     "retrieve_answer",
     "retrieve_document",

@@ -61,9 +61,27 @@ class BlobStore:
         if self.readonly:
             raise read_only_error()
         sha = hashlib.sha256(data).hexdigest()
-        dest = self.path(sha)
-        if dest.exists():
+        if self.intact(sha):  # a blob whose bytes no longer match its name is replaced
             return sha
+        self._write(sha, data)
+        return sha
+
+    def put_file(self, sha: str, src: Path) -> bool:
+        """Move the file ``src``, whose bytes the caller has hashed to ``sha``, into place
+        unless an intact blob is there; whether it was moved. (Unpacking streams big blobs to
+        a file rather than holding them in memory.)"""
+        if self.readonly:
+            raise read_only_error()
+        dest = self.path(sha)
+        if self.intact(sha):
+            return False
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(src, 0o444)
+        os.replace(src, dest)
+        return True
+
+    def _write(self, sha: str, data: bytes) -> None:
+        dest = self.path(sha)
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=dest.parent)
         try:
@@ -76,7 +94,17 @@ class BlobStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        return sha
+
+    def intact(self, sha: str) -> bool:
+        """Whether the blob exists and its bytes hash to its name (read in chunks)."""
+        h = hashlib.sha256()
+        try:
+            with open(self.path(sha), "rb") as f:
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+        except OSError:
+            return False
+        return h.hexdigest() == sha
 
     def get(self, sha: str) -> bytes:
         # Hot path of replay: a raw fd opened relative to the objects directory (pathlib and a

@@ -22,6 +22,9 @@ from ._errors import InvalidCallError
 __all__ = [
     "COMPLETION",
     "EXECUTION",
+    "MAX_QUERY_CHARS",
+    "MAX_URL_CHARS",
+    "REDACTED",
     "SEARCH",
     "TOOLS",
     "VISIT",
@@ -31,6 +34,7 @@ __all__ = [
     "normalise_args",
     "normalise_query",
     "normalise_url",
+    "secret_param",
     "sha256_hex",
 ]
 
@@ -54,7 +58,13 @@ _SECRET_PARAMS = re.compile(
     re.IGNORECASE,
 )
 REDACTED = "REDACTED"
+MAX_QUERY_CHARS = 4096  # a web search query; search engines take far less (Google: 2048)
+MAX_URL_CHARS = 8192  # a visited URL; the common limit of web servers and CDNs
 
+
+def secret_param(name: str) -> bool:
+    """Whether a query parameter of this name carries a credential."""
+    return bool(_SECRET_PARAMS.match(name))
 
 
 def _not_json(o: Any) -> Any:
@@ -141,6 +151,11 @@ def normalise_args(tool: str, args: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(query, str):
             raise InvalidCallError(f"web_search needs a string 'query', got {query!r}",
                                    hint="pass the search query as a str")
+        if len(query) > MAX_QUERY_CHARS:
+            raise InvalidCallError(
+                f"web_search 'query' is {len(query):,} characters long; the limit is "
+                f"{MAX_QUERY_CHARS:,} (MAX_QUERY_CHARS)",
+                hint="search with a short query: a few keywords or one question")
         num = args.get("num_results", 5)
         if isinstance(num, bool) or not isinstance(num, int) or num < 1:
             raise InvalidCallError(
@@ -152,6 +167,11 @@ def normalise_args(tool: str, args: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(url, str) or not url.strip():
             raise InvalidCallError(f"web_visit needs a non-empty string 'url', got {url!r}",
                                    hint=_URL_HINT)
+        if len(url) > MAX_URL_CHARS:
+            raise InvalidCallError(
+                f"web_visit 'url' is {len(url):,} characters long; the limit is "
+                f"{MAX_URL_CHARS:,} (MAX_URL_CHARS)",
+                hint="visit the page's own address, without data packed into the URL")
         try:
             return {"url": normalise_url(url)}
         except UnicodeEncodeError as e:

@@ -7,8 +7,10 @@ gives the same bytes. Members, in order::
     entries.jsonl       one {"key", "entry"} per line, sorted by key
     objects/ab/cdef…    every blob the entries name
 
-Unpacking merges into a store with dedupe, rehashes every blob and refuses one whose bytes do
-not match its name; entries land only after all their blobs did.
+Unpacking treats the pack as untrusted: every member is streamed within the size its manifest
+declares (and the ``MAX_*`` limits), rehashed, and every entry's meaning checked (its key is the
+hash of its arguments, its blob answers them) in a staging directory; only a pack that passes
+in full is merged, with dedupe, blobs before entries.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import io
 import json
 import os
 import re
+import shutil
 import tarfile
 import tempfile
 import zlib
@@ -28,13 +31,21 @@ from typing import Any
 
 from ._canonical import canonical_json
 from ._errors import PackError, StoreError
+from ._payload import payload_problem
+from ._readonly import read_only_error
 from ._store import Entry, Store
 
-__all__ = ["PACK_VERSION", "PackResult", "UnpackResult", "pack", "read_manifest", "unpack"]
+__all__ = ["MAX_BLOB_BYTES", "MAX_ENTRIES_BYTES", "MAX_ENTRY_LINE", "MAX_MANIFEST_BYTES",
+           "PACK_VERSION", "PackResult", "UnpackResult", "pack", "read_manifest", "unpack"]
 
 PACK_VERSION = 1
 _OBJECT = re.compile(r"^objects/([0-9a-f]{2})/([0-9a-f]{62})$")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+# Hard limits on what an untrusted pack may make us read (declared sizes are limits too).
+MAX_MANIFEST_BYTES = 256 * 2**20  # about 2.5 million blobs listed
+MAX_ENTRIES_BYTES = 2**30  # entries.jsonl in all
+MAX_ENTRY_LINE = 16 * 2**20  # one entry (its arguments hold at most a code block or a prompt)
+MAX_BLOB_BYTES = 256 * 2**20  # one blob (a page's raw bytes are capped at 5 MiB by default)
 
 
 @dataclass(slots=True)
@@ -129,6 +140,10 @@ def read_manifest(src: str | Path) -> dict[str, Any]:
             if first is None or first.name != "manifest.json":
                 raise PackError(f"{src} does not start with manifest.json: not a cirkit pack",
                                 hint="pass a file written by pack()")
+            if first.size > MAX_MANIFEST_BYTES:
+                raise PackError(f"{src}: manifest.json is {first.size:,} bytes, over the "
+                                f"limit of {MAX_MANIFEST_BYTES:,} (MAX_MANIFEST_BYTES)",
+                                hint=_FRESH_COPY)
             data = _read(tar, first)
         except _UNREADABLE as e:
             raise PackError(f"{src} is truncated or unreadable: {e}", hint=_FRESH_COPY) from None
@@ -169,74 +184,158 @@ def _manifest_problem(m: dict[str, Any]) -> str | None:
     return None
 
 
-def _entries(src: Path, data: bytes) -> list[tuple[str, Entry]]:
-    """entries.jsonl's rows; PackError naming the line for one that is not a row."""
-    rows = []
-    for n, line in enumerate(data.splitlines(), start=1):
-        try:
-            obj = json.loads(line)
-            if not isinstance(obj, dict) or not isinstance(obj.get("key"), str):
-                raise ValueError("not a {\"key\", \"entry\"} object")
-            rows.append((obj["key"], Entry.from_json(obj.get("entry"), key=obj["key"])))
-        except (ValueError, StoreError) as e:
-            why = e.message if isinstance(e, StoreError) else str(e)
-            raise PackError(f"{src}: entries.jsonl line {n}: {why}", hint=_FRESH_COPY) from None
+def _row(src: Path, n: int, line: bytes) -> tuple[str, Entry]:
+    """One entries.jsonl row; PackError naming the line for one that is not a row."""
+    try:
+        obj = json.loads(line)
+        if not isinstance(obj, dict) or not isinstance(obj.get("key"), str):
+            raise ValueError("not a {\"key\", \"entry\"} object")
+        return obj["key"], Entry.from_json(obj.get("entry"), key=obj["key"][:80])
+    except (ValueError, StoreError) as e:
+        why = e.message if isinstance(e, StoreError) else str(e)
+        raise PackError(f"{src}: entries.jsonl line {n}: {why}", hint=_FRESH_COPY) from None
+
+
+def _read_entries(src: Path, tar: tarfile.TarFile, ti: tarfile.TarInfo,
+                  manifest: dict[str, Any]) -> list[tuple[str, Entry]]:
+    """entries.jsonl, streamed line by line within its limits, checked against the manifest."""
+    if ti.size > MAX_ENTRIES_BYTES:
+        raise _refuse(src, f"entries.jsonl is {ti.size:,} bytes, over the limit of "
+                           f"{MAX_ENTRIES_BYTES:,} (MAX_ENTRIES_BYTES)")
+    f = tar.extractfile(ti)
+    if f is None:
+        raise _refuse(src, "entries.jsonl is not a regular file")
+    h = hashlib.sha256()
+    rows: list[tuple[str, Entry]] = []
+    keys: set[str] = set()
+    while line := f.readline(MAX_ENTRY_LINE + 1):
+        h.update(line)
+        if len(line) > MAX_ENTRY_LINE:
+            raise _refuse(src, f"entries.jsonl line {len(rows) + 1} is over the limit of "
+                               f"{MAX_ENTRY_LINE:,} bytes (MAX_ENTRY_LINE)")
+        if len(rows) >= manifest["entries"]:
+            raise _refuse(src, f"entries.jsonl holds more than the {manifest['entries']} "
+                               "entries its manifest declares")
+        key, entry = _row(src, len(rows) + 1, line)
+        if key in keys:
+            raise _refuse(src, f"entries.jsonl holds the key {key[:80]!r} twice")
+        keys.add(key)
+        rows.append((key, entry))
+    if h.hexdigest() != manifest["entries_sha256"]:
+        raise _refuse(src, "entries.jsonl does not match its manifest hash")
     return rows
 
 
-def unpack(src: str | Path, store: Store, *, overwrite: bool = False) -> UnpackResult:
-    """Merge a pack into ``store``. Raises PackError, naming the member, on any mismatch."""
-    src = Path(src)
-    manifest = read_manifest(src)
-    expected = {sha: size for sha, size in manifest["blobs"]}
-    result = UnpackResult()
-    rows: list[tuple[str, Entry]] = []
-    seen: set[str] = set()
+def _refuse(src: Path, why: str) -> PackError:
+    return PackError(f"{src}: {why}; refusing the pack (nothing was merged)",
+                     hint="the pack is damaged or was tampered with; get a fresh copy")
+
+
+def _stage_blob(src: Path, tar: tarfile.TarFile, ti: tarfile.TarInfo, sha: str, size: int,
+                staging: Path) -> Path:
+    """Stream one blob member to a staging file: at most its declared size is read, and its
+    bytes must hash to its name."""
+    if ti.size != size:
+        raise _refuse(src, f"blob {sha} is {ti.size:,} bytes, but its manifest declares "
+                           f"{size:,}")
+    f = tar.extractfile(ti)
+    if f is None:
+        raise _refuse(src, f"member {ti.name} is not a regular file")
+    h = hashlib.sha256()
+    dest = staging / sha
+    left = size
+    with open(dest, "wb") as out:
+        while left > 0:
+            chunk = f.read(min(left, 1 << 20))
+            if not chunk:
+                raise _refuse(src, f"blob {sha} is truncated")
+            left -= len(chunk)
+            h.update(chunk)
+            out.write(chunk)
+        out.flush()
+        os.fsync(out.fileno())  # it is renamed into the store as it is
+    if h.hexdigest() != sha:
+        raise _refuse(src, f"blob {sha} does not hash to its name")
+    return dest
+
+
+def _stage(src: Path, manifest: dict[str, Any], staging: Path
+           ) -> tuple[list[tuple[str, Entry]], dict[str, Path]]:
+    """Read the whole pack into ``staging``, every limit and hash checked as it streams."""
+    expected: dict[str, int] = {}
+    for sha, size in manifest["blobs"]:
+        if sha in expected:
+            raise _refuse(src, f"its manifest lists the blob {sha} twice")
+        if size > MAX_BLOB_BYTES:
+            raise _refuse(src, f"its manifest declares the blob {sha} of {size:,} bytes, over "
+                               f"the limit of {MAX_BLOB_BYTES:,} (MAX_BLOB_BYTES)")
+        expected[sha] = size
+    rows: list[tuple[str, Entry]] | None = None
+    staged: dict[str, Path] = {}
     try:
         with _open(src) as tar:
             for ti in tar:
                 if ti.name == "manifest.json":
                     continue
-                if ti.name == "entries.jsonl":
-                    data = _read(tar, ti)
-                    if hashlib.sha256(data).hexdigest() != manifest["entries_sha256"]:
-                        raise PackError(f"{src}: entries.jsonl does not match its manifest hash")
-                    rows = _entries(src, data)
+                if ti.name == "entries.jsonl" and rows is None:
+                    rows = _read_entries(src, tar, ti, manifest)
+                    named = {sha for _, e in rows for sha in (e.blob, *e.refs)}
+                    if named != set(expected):
+                        raise _refuse(src, "its manifest lists other blobs than its entries "
+                                           "name")
                     continue
                 m = _OBJECT.match(ti.name)
-                if m is None or not ti.isfile():
-                    raise PackError(f"{src}: unexpected member {ti.name!r}; refusing the pack")
+                if m is None or not ti.isfile() or rows is None:
+                    raise _refuse(src, f"unexpected member {ti.name[:200]!r}")
                 sha = m.group(1) + m.group(2)
-                data = _read(tar, ti)
-                if hashlib.sha256(data).hexdigest() != sha or sha not in expected:
-                    raise PackError(
-                        f"{src}: blob {sha} does not hash to its name; refusing it",
-                        hint="the pack is corrupt or was tampered with; get a fresh copy")
-                if store.blobs.exists(sha):
-                    result.blobs_present += 1
-                else:
-                    store.blobs.put(data)
-                    result.blobs_added += 1
-                seen.add(sha)
+                if sha not in expected or sha in staged:
+                    raise _refuse(src, f"blob {sha} is not listed once in its manifest")
+                staged[sha] = _stage_blob(src, tar, ti, sha, expected[sha], staging)
     except _UNREADABLE as e:
-        raise PackError(f"{src} is truncated or unreadable: {e}", hint=_FRESH_COPY) from None
-    missing = sorted(set(expected) - seen)
-    if missing or len(rows) != manifest["entries"]:
-        raise PackError(f"{src} is incomplete: {len(missing)} blob(s) of its manifest missing")
-    for key, entry in rows:
-        old = store.get_entry(key)
-        if old is None:
-            result.entries_added += 1
-        elif old.blob == entry.blob:
-            result.entries_same += 1
-            continue
-        elif overwrite:
-            result.entries_replaced += 1
-        else:
-            result.entries_conflicting += 1
-            continue
-        try:
+        raise PackError(f"{src} is truncated or unreadable: {e}; nothing was merged",
+                        hint=_FRESH_COPY) from None
+    missing = sorted(set(expected) - set(staged))
+    if rows is None or missing or len(rows) != manifest["entries"]:
+        raise _refuse(src, f"it is incomplete ({len(missing)} blob(s) of its manifest "
+                           "missing, or entries missing)")
+    for key, entry in rows:  # meaning, not only bytes
+        why = payload_problem(key, entry.tool, entry.args, entry.refs,
+                              staged[entry.blob].read_bytes())
+        if why is not None:
+            raise _refuse(src, f"entry {key[:80]!r} {why}")
+    return rows, staged
+
+
+def unpack(src: str | Path, store: Store, *, overwrite: bool = False) -> UnpackResult:
+    """Merge a pack into ``store``: staged in a temp directory of the store and checked in
+    full (hashes, declared sizes, every entry's meaning) before anything is merged, so a
+    refused or truncated pack leaves nothing behind. Raises PackError naming the cause."""
+    src = Path(src)
+    if store.readonly:
+        raise read_only_error()
+    manifest = read_manifest(src)
+    staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=store.path))
+    try:
+        rows, staged = _stage(src, manifest, staging)
+        result = UnpackResult()
+        for sha in sorted(staged):  # blobs first: an entry lands only after its blobs
+            if store.blobs.put_file(sha, staged[sha]):
+                result.blobs_added += 1
+            else:
+                result.blobs_present += 1
+        for key, entry in rows:
+            old = store.get_entry(key)
+            if old is None:
+                result.entries_added += 1
+            elif old.blob == entry.blob:
+                result.entries_same += 1
+                continue
+            elif overwrite:
+                result.entries_replaced += 1
+            else:
+                result.entries_conflicting += 1
+                continue
             store.put_entry(key, entry)
-        except StoreError as e:
-            raise PackError(f"{src}: entry {key} names a blob the pack lacks") from e
-    return result
+        return result
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -9,14 +9,16 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._canonical import SEARCH, VISIT, canonical_json, json_loads, make_key
+from ._canonical import SEARCH, VISIT, json_loads, make_key, sha256_hex
 from ._errors import InvalidCallError, RecordersError, ReplayMissError, StoreError
 from ._modes import Mode
+from ._payload import encode_payload
+from ._redact import redact_data, scrub_bytes, url_secrets
 from ._render import RenderOptions, render
 from ._store import Entry, Store
 from .backends import Backend, Response
 
-__all__ = ["Fetch", "Recorder", "ToolResult", "scrub"]
+__all__ = ["MISS_ARGS_CHARS", "Fetch", "Recorder", "ToolResult"]
 
 Fetch = Callable[[], Awaitable[Response]]
 
@@ -33,14 +35,6 @@ class ToolResult:
     status: str
     backend: str
     from_store: bool
-
-
-def scrub(data: bytes, secrets: tuple[str, ...]) -> bytes:
-    """Replace every credential value that a provider echoed back (belt and braces)."""
-    for s in secrets:
-        if s and len(s) >= 4:
-            data = data.replace(s.encode(), b"[REDACTED]")
-    return data
 
 
 class Recorder:
@@ -135,6 +129,8 @@ class Recorder:
 
         name = backend.name if backend is not None else "none"
         secrets = backend.secrets if backend is not None else ()
+        if tool == VISIT:  # the URL's own credentials, as given (the key has them redacted)
+            secrets = (*secrets, *url_secrets(str(args["url"])))
         return await self._fetch_once(tool, key, norm, fetch, name, secrets)
 
     async def memo(
@@ -212,13 +208,26 @@ class Recorder:
         self, key: str, tool: str, norm: dict[str, Any], resp: Response, backend: str,
         secrets: tuple[str, ...], latency_ms: float,
     ) -> None:
+        """Store the answer, redacted: every secret the backend holds or the visited URL
+        carries, and (for web answers) every URL's credentials, on decoded values."""
         assert self.store is not None
-        refs = tuple(self.store.blobs.put(scrub(b, secrets)) for b in resp.extra_blobs)
-        envelope = {"version": 1, "tool": tool, "data": resp.data}
-        blob = self.store.blobs.put(scrub(canonical_json(envelope), secrets))
+        web = tool in (SEARCH, VISIT)
+        refs: list[str] = []
+        renamed: dict[str, str] = {}  # a raw blob's name before and after its scrub
+        for b in resp.extra_blobs:
+            clean = scrub_bytes(b, secrets)
+            refs.append(self.store.blobs.put(clean))
+            if clean is not b:
+                renamed[sha256_hex(b)] = refs[-1]
+        data = redact_data(resp.data, secrets, urls=web)
+        if renamed and data.get("raw_blob") in renamed:
+            data = {**data, "raw_blob": renamed[data["raw_blob"]]}
+        payload = encode_payload(tool, norm, data, backend=backend, status=resp.status,
+                                 refs=refs)
+        blob = self.store.blobs.put(payload)  # (args hold no secret: the key rules redact)
         entry = Entry(blob=blob, tool=tool, args=norm, backend=backend,
                       recorded_at=round(self._clock(), 3), latency_ms=latency_ms,
-                      status=resp.status, refs=refs)
+                      status=resp.status, refs=tuple(refs))
         self.store.put_entry(key, entry)
 
     def _replay(
@@ -258,13 +267,13 @@ class Recorder:
         lines = [
             f"strict replay: {tool} was never recorded in {self.store.path}",
             f"  key:  {key}",
-            f"  args: {json.dumps(norm, sort_keys=True, ensure_ascii=False)}",
+            f"  args: {_shown(norm)}",
         ]
         if near:
             lines.append(f"  nearest recorded {tool} calls:")
             for n in near:
                 lines.append(
-                    f"    {n.key[:12]}  {json.dumps(n.args, sort_keys=True, ensure_ascii=False)}"
+                    f"    {n.key[:12]}  {_shown(n.args)}"
                     f"  (differs in: {', '.join(n.differs) or 'nothing'}; "
                     f"similarity {n.score:.2f})"
                 )
@@ -273,3 +282,13 @@ class Recorder:
         return ReplayMissError("\n".join(lines), key=key, fields={"tool": tool, **norm},
                                nearest=[n.key for n in near])
 
+
+MISS_ARGS_CHARS = 500  # of one call's arguments, a replay miss prints at most this many
+
+
+def _shown(args: dict[str, Any]) -> str:
+    """A call's arguments as a miss prints them: JSON, cut to ``MISS_ARGS_CHARS``."""
+    text = json.dumps(args, sort_keys=True, ensure_ascii=False)
+    if len(text) <= MISS_ARGS_CHARS:
+        return text
+    return f"{text[:MISS_ARGS_CHARS]}... ({len(text):,} characters in all)"

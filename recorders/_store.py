@@ -27,13 +27,17 @@ from filelock import FileLock
 from ._blobs import BlobStore
 from ._canonical import canonical_json, json_loads
 from ._errors import BlobCorruptError, StoreError
+from ._payload import entry_key, payload_problem, read_payload
 from ._readonly import ReadOnlyIndex, read_only_error
 
-__all__ = ["ENTRY_VERSION", "STORE_VERSION", "Entry", "Near", "Store", "StoreInfo", "VerifyReport"]
+__all__ = ["ENTRY_VERSION", "NEAREST_CHARS", "NEAREST_SCAN", "STORE_VERSION", "Entry", "Near",
+           "Store", "StoreInfo", "VerifyReport"]
 
 STORE_VERSION = 1
 ENTRY_VERSION = 1
 _MARKER = "store.json"
+NEAREST_SCAN = 5_000  # entries a replay miss compares its call with, at most
+NEAREST_CHARS = 2_000  # characters of each call's arguments compared (difflib is quadratic)
 _MISSING: Any = object()  # what the index gives for a key it does not hold
 
 
@@ -138,11 +142,21 @@ def _bad_entry(key: str | None, what: str) -> StoreError:
                            "or a pack", setting="mode")
 
 
+def _lost_index(path: Path, what: str) -> StoreError:
+    """A store whose index does not match what store.json and its blobs say it holds."""
+    return StoreError(f"the store {path} has lost its index: {what}; refusing to use it, so "
+                      "that nothing is written beside the recorded answers",
+                      hint=f"rebuild the index from the blobs with `cirkit store reindex {path}`"
+                           " (recorders.reindex), or restore the store from a copy or a pack",
+                      setting="store")
+
+
 def _unreadable_index(path: Path, e: Exception) -> StoreError:
     """What a SQLite error reading (or opening) the index becomes."""
     return StoreError(f"cannot read the index of the store {path} (index/cache.db): {e}",
                       hint="if the file is damaged, restore the store from a copy or a pack, "
-                           "or record into a new store", setting="store")
+                           "or move index/ aside and rebuild it from the blobs with `cirkit "
+                           "store reindex`", setting="store")
 
 
 @dataclass(slots=True, frozen=True)
@@ -174,11 +188,19 @@ class VerifyReport:
     missing_blobs: list[tuple[str, str]] = field(default_factory=list)  # (key, blob)
     bad_entries: list[tuple[str, str]] = field(default_factory=list)  # (key, reason)
     unreferenced_blobs: int = 0
+    unindexed_answers: list[str] = field(default_factory=list)  # reindex restores them
     temp_files: int = 0
 
     @property
+    def index_lost(self) -> bool:
+        """An empty index beside recorded answers: the index was lost, not the answers (a
+        record killed mid-way leaves at most a few unindexed answers beside its entries)."""
+        return self.entries_checked == 0 and bool(self.unindexed_answers)
+
+    @property
     def ok(self) -> bool:
-        return not (self.corrupt_blobs or self.missing_blobs or self.bad_entries)
+        return not (self.corrupt_blobs or self.missing_blobs or self.bad_entries
+                    or self.index_lost)
 
 
 def _open_index(directory: Path) -> diskcache.Cache:
@@ -192,9 +214,12 @@ class Store:
     Every way of reading it raises StoreError, naming the cause, for a store it cannot read:
     an index SQLite cannot read, an entry that is not one, a corrupt or missing blob."""
 
-    def __init__(self, path: str | Path, *, create: bool = True, readonly: bool = False) -> None:
+    def __init__(self, path: str | Path, *, create: bool = True, readonly: bool = False,
+                 repair: bool = False) -> None:
         """``readonly``: read an existing store without changing one byte of it (what strict
-        replay, ``store info`` and packing need); any write raises StoreError."""
+        replay, ``store info`` and packing need); any write raises StoreError. ``repair``:
+        open a store whose index is lost or does not match its blobs, to rebuild it
+        (``reindex``); every other use refuses such a store rather than write beside it."""
         self.path = Path(path)
         self.readonly = readonly
         marker = self.path / _MARKER
@@ -207,6 +232,8 @@ class Store:
                 )
             self._init()
         self._check_marker(marker)
+        if not repair and not (self.path / "index" / "cache.db").is_file():
+            raise _lost_index(self.path, "its index (index/cache.db) is missing")
         self.blobs = BlobStore(self.path / "objects", readonly=readonly)
         try:
             if readonly:
@@ -334,13 +361,19 @@ class Store:
 
     # -- diagnosis -------------------------------------------------------------------------
     def nearest(self, tool: str, args: Mapping[str, Any], *, n: int = 3) -> list[Near]:
-        """The n recorded calls of the same tool closest to ``args`` (for replay misses)."""
-        want = canonical_json(dict(args)).decode()
+        """The n recorded calls of the same tool closest to ``args`` (for replay misses).
+
+        Bounded, so that a miss costs little whatever the store holds: at most
+        ``NEAREST_SCAN`` entries are compared (the first by key), each on the first
+        ``NEAREST_CHARS`` characters of its canonical arguments."""
+        want = canonical_json(dict(args)).decode()[:NEAREST_CHARS]
         scored: list[Near] = []
-        for key, entry in self.entries():
+        for i, (key, entry) in enumerate(self.entries()):
+            if i >= NEAREST_SCAN:
+                break
             if entry.tool != tool:
                 continue
-            got = canonical_json(entry.args).decode()
+            got = canonical_json(entry.args).decode()[:NEAREST_CHARS]
             score = difflib.SequenceMatcher(None, want, got, autojunk=False).ratio()
             differs = tuple(sorted(
                 k for k in set(args) | set(entry.args) if args.get(k) != entry.args.get(k)
@@ -363,7 +396,8 @@ class Store:
                          dict(sorted(by_backend.items())), len(names), size)
 
     def verify(self) -> VerifyReport:
-        """Rehash every blob and check every entry's references."""
+        """Rehash every blob and check every entry: its references, and its meaning (its key
+        is the hash of its own tool and arguments, its blob a payload answering them)."""
         report = VerifyReport()
         good: set[str] = set()
         for sha in self.blobs.names():
@@ -374,7 +408,9 @@ class Store:
             except BlobCorruptError:
                 report.corrupt_blobs.append(sha)
         used: set[str] = set()
+        keys = set()
         for key in self.keys():
+            keys.add(key)
             report.entries_checked += 1
             try:
                 entry = self.get_entry(key)
@@ -388,6 +424,19 @@ class Store:
                 used.add(sha)
                 if sha not in good and sha not in report.corrupt_blobs:
                     report.missing_blobs.append((key, sha))
+            if entry.blob in good:
+                why = payload_problem(key, entry.tool, entry.args, entry.refs,
+                                      self.blobs.get(entry.blob))
+                if why is not None:
+                    report.bad_entries.append((key, f"index entry {key[:80]} {why}"))
+        for sha in sorted(good - used):  # an answer no entry names: is its key indexed?
+            try:
+                p = read_payload(self.blobs.get(sha))
+            except ValueError:
+                continue  # not an answer (a page's raw bytes, say)
+            if p["version"] < 2 or entry_key(p["tool"], p["args"]) not in keys:
+                report.unindexed_answers.append(sha)  # (version 1 names no key: any orphan)
         report.unreferenced_blobs = len(good - used)
-        report.temp_files = len(self.blobs.temp_files())
+        # leftovers of writes, and of unpacks, killed before they finished (harmless)
+        report.temp_files = len(self.blobs.temp_files()) + len(list(self.path.glob(".unpack-*")))
         return report

@@ -16,6 +16,7 @@ def test_recorders_public_names() -> None:
         "VerifyReport", "canonical_json", "make_backend", "make_key", "merge_stores",
         "normalise_query", "normalise_url", "pack", "parse_retrieve", "read_manifest", "render",
         "retrieve_answer", "retrieve_document", "stored_search_documents", "unpack",
+        "MAX_QUERY_CHARS", "MAX_URL_CHARS", "PAYLOAD_VERSION", "ReindexReport", "reindex",
     ])
     for name in recorders.__all__:
         assert getattr(recorders, name) is not None

@@ -1,15 +1,16 @@
-"""``cirkit store info|ls|show|verify|pack|unpack|merge``."""
+"""``cirkit store info|ls|show|verify|reindex|pack|unpack|merge``."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from recorders import Store, merge_stores, pack, read_manifest, render, unpack
+from recorders import PackError, Store, merge_stores, pack, read_manifest, reindex, render, unpack
 
 from ._errors import Group
 
@@ -97,12 +98,42 @@ def verify(path: Path) -> None:
     for key, sha in r.missing_blobs:
         con.print(f"entry {key}: blob {sha} missing", style="red")
     for key, why in r.bad_entries:
-        con.print(f"entry {key}: {why}", style="red", markup=False)
+        con.print(f"entry {key[:80]}: {why}", style="red", markup=False)
+    if r.unindexed_answers:
+        con.print(f"{len(r.unindexed_answers)} recorded answers that no entry names",
+                  style="red" if r.index_lost else "yellow")
+    if r.index_lost:
+        con.print("the index is empty beside recorded answers: it was lost", style="red")
+        click.echo(f"hint: rebuild it with `cirkit store reindex {path}`", err=True)
+        raise SystemExit(1)
     if not r.ok:
         click.echo("hint: re-record the affected calls, or unpack a good copy over this store",
                    err=True)
         raise SystemExit(1)
+    if r.unindexed_answers:
+        click.echo(f"hint: `cirkit store reindex {path}` indexes them again", err=True)
     con.print("ok", style="green")
+
+
+@store.command("reindex")
+@click.argument("path", type=_existing)
+def reindex_cmd(path: Path) -> None:
+    """Rebuild a lost or damaged index from what the blobs hold; say what cannot come back."""
+    r = reindex(path)
+    click.echo(f"{r.entries_added} entries rebuilt from their blobs, {r.entries_kept} already "
+               f"indexed, {r.answers_shadowed} older answers to an indexed call left as is")
+    if r.entries_added:
+        click.echo("rebuilt entries carry recorded_at 0 and latency_ms 0 (blobs do not hold "
+                   "them)")
+    for sha in r.corrupt_blobs:
+        click.echo(f"lost: blob {sha} is corrupt", err=True)
+    for sha in r.lost:
+        click.echo(f"lost: blob {sha} holds an answer that names no question (payload "
+                   "version 1) or lacks a blob it names", err=True)
+    if not r.complete:
+        click.echo("hint: re-record the lost calls, or unpack a good copy over this store",
+                   err=True)
+        raise SystemExit(1)
 
 
 @store.command("pack")
@@ -123,8 +154,14 @@ def pack_cmd(path: Path, dest: Path) -> None:
 def unpack_cmd(src: Path, path: Path, overwrite: bool) -> None:
     """Merge the pack SRC into the store PATH (created if needed), with dedupe."""
     read_manifest(src)  # fail on a bad pack before creating anything
-    with Store(path) as st:
-        r = unpack(src, st, overwrite=overwrite)
+    created = not path.exists()
+    try:
+        with Store(path) as st:
+            r = unpack(src, st, overwrite=overwrite)
+    except PackError:
+        if created:  # a refused pack leaves nothing behind, not even an empty store
+            shutil.rmtree(path, ignore_errors=True)
+        raise
     click.echo(
         f"{r.entries_added} entries added, {r.entries_same} already present, "
         f"{r.entries_conflicting} kept ours (differing), {r.entries_replaced} replaced; "

@@ -2,16 +2,19 @@
 
 The download is pinned to the commit the revision names when the pull starts, so a push that
 lands meanwhile cannot mix files of two builds. The store pack is checked against the manifest
-sha256 that the card declares before anything is merged into the local store.
+sha256 that the card declares, if it declares one, and always in full by ``unpack`` (member
+sizes, hashes, and what every entry means) before anything is merged into the local store; the
+store is verified after.
 """
 
 from __future__ import annotations
 
 import hashlib
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from recorders import Store, UnpackResult, canonical_json, read_manifest, unpack
+from recorders import PackError, Store, UnpackResult, canonical_json, read_manifest, unpack
 
 from ._card import STORE_PATH, HubError, folder_files, parse_card
 from ._errors import check_repo_id, hub_errors
@@ -76,9 +79,15 @@ def _restore_store(result: PullResult, dest: Path, store_dir: Path) -> PullResul
         raise HubError(f"{STORE_PATH} has manifest sha256 {actual}, but the card declares {want}",
                        hint="the pack and the card come from different pushes; push again "
                             "with --with-store")
-    with Store(store_dir) as st:
-        res = unpack(src, st)
-        report = st.verify()
+    created = not store_dir.exists()
+    try:  # unpack checks the pack in full (hashes, sizes, meaning) before it merges anything
+        with Store(store_dir) as st:
+            res = unpack(src, st)
+            report = st.verify()
+    except PackError:
+        if created:  # a refused pack leaves nothing behind
+            shutil.rmtree(store_dir, ignore_errors=True)
+        raise
     if not report.ok:
         raise HubError(f"the store at {store_dir} does not verify after the unpack",
                        hint=f"run `cirkit store verify {store_dir}` for the details")

@@ -65,15 +65,17 @@ async def test_merge_keeps_ours_on_conflict_unless_overwrite(tmp_path: Path) -> 
     assert "Index: 1" in (await Recorder(b, mode="replay").web_search("q", 2)).text
 
 
-def _rewrite_pack(src: Path, dest: Path, tamper: bytes) -> None:
-    """Copy a pack, replacing the bytes of its first blob (name kept)."""
+def _rewrite_pack(src: Path, dest: Path, tamper: bytes | None) -> None:
+    """Copy a pack, replacing the bytes of its first blob (name kept); None flips its last
+    byte (same size)."""
     out = io.BytesIO()
     with tarfile.open(src, "r:gz") as tin, tarfile.open(fileobj=out, mode="w") as tout:
         done = False
         for ti in tin:
             data = tin.extractfile(ti).read()  # type: ignore[union-attr]
             if ti.name.startswith("objects/") and not done:
-                data, done = tamper, True
+                data = tamper if tamper is not None else data[:-1] + bytes([data[-1] ^ 1])
+                done = True
                 ti.size = len(data)
             tout.addfile(ti, io.BytesIO(data))
     dest.write_bytes(gzip.compress(out.getvalue()))
@@ -82,11 +84,16 @@ def _rewrite_pack(src: Path, dest: Path, tamper: bytes) -> None:
 async def test_tampered_blob_is_refused(tmp_path: Path) -> None:
     a = await _fill(tmp_path / "a", ["q"])
     pack(a, tmp_path / "a.cirpack")
-    _rewrite_pack(tmp_path / "a.cirpack", tmp_path / "bad.cirpack", b'{"evil":1}')
+    _rewrite_pack(tmp_path / "a.cirpack", tmp_path / "bad.cirpack", None)
     dst = Store(tmp_path / "b")
     with pytest.raises(PackError, match="does not hash to its name"):
         unpack(tmp_path / "bad.cirpack", dst)
     assert len(dst) == 0
+    _rewrite_pack(tmp_path / "a.cirpack", tmp_path / "short.cirpack", b'{"evil":1}')
+    with pytest.raises(PackError, match="is 10 bytes, but its manifest declares"):
+        unpack(tmp_path / "short.cirpack", dst)
+    assert len(dst) == 0 and list(dst.blobs.names()) == []  # nothing left behind
+    assert [p.name for p in dst.path.iterdir() if p.name.startswith(".unpack-")] == []
 
 
 def test_not_a_pack_is_a_clear_error(tmp_path: Path) -> None:

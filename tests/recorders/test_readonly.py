@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from recorders import Entry, InMemoryBackend, Recorder, RecordersError, Store, StoreError
+from recorders import (
+    Entry,
+    InMemoryBackend,
+    Recorder,
+    RecordersError,
+    Store,
+    StoreError,
+    canonical_json,
+)
 
 
 def _tree(root: Path) -> dict[str, str]:
@@ -19,25 +27,28 @@ def _tree(root: Path) -> dict[str, str]:
 
 
 def _recorded(path: Path, n: int = 3) -> list[str]:
-    big = "x" * 70_000  # past diskcache's 32 KiB: this entry's value lives in a file
     with Store(path) as st:
         rec = Recorder(st, search=InMemoryBackend("web_search", lambda a: {"q": a["query"]}),
                        mode="record", clock=lambda: 0.0)
         for i in range(n):
             rec.call_sync("web_search", {"query": f"q{i}"})
         sha = st.blobs.put(b'{"version":1,"tool":"web_search","data":{}}')
-        st.put_entry("big", Entry(blob=sha, tool="web_search",
-                                  args={"query": big, "num_results": 5}, backend="memory",
-                                  recorded_at=0.0, latency_ms=0.0))
+        st.put_entry(BIG, Entry(blob=sha, tool="web_search", args=_BIG_ARGS, backend="memory",
+                                recorded_at=0.0, latency_ms=0.0))
         return st.keys()
+
+
+# An entry past diskcache's 32 KiB (its value lives in a file), under its real key.
+_BIG_ARGS = {"query": "x" * 70_000, "num_results": 5}
+BIG = hashlib.sha256(canonical_json({"tool": "web_search", "args": _BIG_ARGS})).hexdigest()
 
 
 def test_reads_everything_and_changes_not_one_byte(tmp_path: Path) -> None:
     keys = _recorded(tmp_path / "s")
     before = _tree(tmp_path / "s")
     with Store(tmp_path / "s", readonly=True) as ro:
-        assert ro.keys() == keys and len(ro) == len(keys) and "big" in ro
-        assert ro.get_entry("big").args["query"] == "x" * 70_000  # type: ignore[union-attr]
+        assert ro.keys() == keys and len(ro) == len(keys) and BIG in ro
+        assert ro.get_entry(BIG).args["query"] == "x" * 70_000  # type: ignore[union-attr]
         rec = Recorder(ro, mode="replay")
         assert rec.call_sync("web_search", {"query": "q1"}).data == {"q": "q1"}
         assert ro.verify().ok and ro.info().entries == len(keys)

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from recorders import ENTRY_VERSION, BlobCorruptError, Entry, Store, StoreError
+from recorders import (
+    ENTRY_VERSION,
+    BlobCorruptError,
+    Entry,
+    InMemoryBackend,
+    Recorder,
+    Store,
+    StoreError,
+)
 
 
 def _entry(store: Store, payload: bytes = b'{"x":1}', **kw: object) -> Entry:
@@ -110,7 +118,8 @@ def test_info_and_sorted_keys(tmp_path: Path) -> None:
 
 def test_verify_counts_leftover_temp_files_and_orphans(tmp_path: Path) -> None:
     with Store(tmp_path) as st:
-        st.put_entry("k", _entry(st))
+        Recorder(st, search=InMemoryBackend("web_search", lambda a: {"r": 1})).call_sync(
+            "web_search", {"query": "q"})
         st.blobs.put(b"orphan")
         (st.blobs.root / "ab").mkdir(exist_ok=True)
         (st.blobs.root / "ab" / ".tmp-xyz").write_bytes(b"half")

@@ -155,6 +155,11 @@ class _SiteHandler(QuietHandler):
             self.send_bytes(200, site.big, html)
         elif path == "/plain.txt":
             self.send_bytes(200, PLAIN_TEXT.encode(), "text/plain; charset=utf-8")
+        elif path == "/echo":  # a page that shows the address it was asked for, query and all
+            page = (f"<html><head><title>Echo {self.path}</title></head><body><article>"
+                    f"<h1>Echo</h1><p>You asked for {self.path} on this server, and this "
+                    f"paragraph repeats it: {self.path}.</p></article></body></html>")
+            self.send_bytes(200, page.encode(), html)
         elif path == "/broken":
             self.send_bytes(500, _BROKEN, html)
         else:

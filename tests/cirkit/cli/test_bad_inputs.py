@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
 import os
 import shutil
 import sqlite3
@@ -139,6 +140,42 @@ def conflicting_store(i: Inputs) -> Path:
         with Store(dest) as store:
             Recorder(store, search=other, mode="record").call_sync(
                 "web_search", {"query": "who painted the night watch", "num_results": 2})
+def lost_index(i: Inputs) -> Path:
+    """A store whose index directory was deleted (its blobs kept)."""
+    dest = _copy_store(i.good_store, i.root / "lost-index")
+    shutil.rmtree(dest / "index", ignore_errors=True)
+    return dest
+
+
+def not_a_store(i: Inputs) -> Path:
+    """An existing directory without store.json."""
+    dest = i.root / "not-a-store"
+    dest.mkdir(exist_ok=True)
+    return dest
+
+
+def swapped_pack(i: Inputs) -> Path:
+    """A pack whose one entry names a blob that answers another question (its manifest and
+    entries hash recomputed, as an attacker would)."""
+    dest = i.root / "swapped.cirpack"
+    with Store(i.good_store, readonly=True) as st:
+        (key, entry), = st.entries()
+        other = b'{"version":2,"tool":"web_search","args":{"query":"other","num_results":2},' \
+                b'"backend":"local","status":"ok","refs":[],"data":{"results":[]}}'
+    sha = hashlib.sha256(other).hexdigest()
+    row = {"key": key, "entry": {**entry.to_json(), "blob": sha}}
+    entries = json.dumps(row, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+    manifest = json.dumps({"format": "cirkit-pack", "version": 1, "entries": 1,
+                           "entries_sha256": hashlib.sha256(entries).hexdigest(),
+                           "blobs": [[sha, len(other)]]}).encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, body in (("manifest.json", manifest), ("entries.jsonl", entries),
+                           (f"objects/{sha[:2]}/{sha[2:]}", other)):
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+    dest.write_bytes(gzip.compress(buf.getvalue(), mtime=0))
     return dest
 
 
@@ -329,6 +366,23 @@ CASES = [
          ("merged3",)),
     Case("store merge into an existing directory", lambda i: [
         "store", "merge", str(i.good_store), "--into", str(i.root)]),
+    Case("store unpack a pack whose entry names another answer", lambda i: [
+        "store", "unpack", str(swapped_pack(i)), str(i.root / "unpacked3")], ("unpacked3",)),
+    # -- a lost index, and limits on input
+    *(Case(f"store {verb} lost index", lambda i, verb=verb: [
+        "store", verb, str(lost_index(i)), *extra(i, verb)], ("lost-index/index",))
+      for verb in ("info", "ls", "show", "pack", "verify")),
+    Case("tools search auto on a lost index", lambda i: [
+        "tools", "search", "who painted the night watch", "-n", "2",
+        "--store", str(lost_index(i)), "--mode", "auto"], ("lost-index/index",)),
+    Case("store reindex not a store", lambda i: ["store", "reindex", str(not_a_store(i))],
+         ("not-a-store/index", "not-a-store/store.json")),
+    Case("tools search too long a query", lambda i: [
+        "tools", "search", "night watch " * 400, "--store", str(i.root / "t4"),
+        "--mode", "auto"], ("t4",)),
+    Case("tools visit too long a URL", lambda i: [
+        "tools", "visit", "https://example.org/" + "a" * 9000, "--store", str(i.root / "t5"),
+        "--mode", "auto"], ("t5",)),
     # -- a Hub server answering garbage
     Case("pull from a garbage hub", lambda i: ["pull", "user/data", str(i.root / "pulled")],
          ("pulled",), hub=True),

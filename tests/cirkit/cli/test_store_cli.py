@@ -119,3 +119,23 @@ def test_store_merge_combines_and_refuses_conflicts(store: Path, tmp_path: Path)
     assert lines[0].startswith("error: 1 key(s) are recorded with different answers")
     assert '"query": "alpha"' in lines[1] and str(conflicting) in lines[1]
     assert lines[-1].startswith("hint: ")
+def test_a_lost_index_is_refused_then_rebuilt_by_reindex(store: Path) -> None:
+    import shutil
+
+    shutil.rmtree(store / "index")
+    code, out = run("store", "verify", str(store))
+    assert code == 1 and "lost its index" in out and "cirkit store reindex" in out
+    code, out = run("tools", "search", "alpha", "-n", "2", "--store", str(store),
+                    "--mode", "auto")
+    assert code == 1 and "lost its index" in out and not (store / "index").exists()
+    code, out = run("store", "reindex", str(store))
+    assert code == 0 and "3 entries rebuilt from their blobs" in out, out
+    code, out = run("store", "verify", str(store))
+    assert code == 0 and "ok" in out
+
+
+def test_reindex_says_what_is_lost(store: Path) -> None:
+    with Store(store) as st:
+        old = st.blobs.put(b'{"data":{},"tool":"web_search","version":1}')
+    code, out = run("store", "reindex", str(store))
+    assert code == 1 and f"lost: blob {old}" in out and "hint:" in out

@@ -6,9 +6,12 @@ request meant for huggingface.co fails at once and is recorded; each test assert
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import json
 import re
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,7 @@ from click.testing import CliRunner
 
 from cirkit.cli import pull, push
 from cirkit.hub import STORE_PATH, HubError, parse_card, push_folder, with_store_section
-from recorders import InMemoryBackend, Recorder, Store, read_manifest
+from recorders import InMemoryBackend, Recorder, Store, pack, read_manifest
 from tests.recorders.store_worker import answer
 from tests.servers.hub import HUB_USER, Hub
 
@@ -288,3 +291,35 @@ def test_store_section_is_idempotent() -> None:
                                entries=1, blobs=1, size=10)
     assert once == twice and once.count("cirkit_store:") == 1
     assert parse_card(once).meta["license"] == "apache-2.0"
+
+
+def test_pull_refuses_a_tampered_store_without_a_card_and_leaves_nothing(
+        local_hub: Hub, repo_id: str, tmp_path: Path) -> None:
+    """No card names the pack's manifest: the pack is still checked in full (here an entry
+    whose key is a path), and nothing is left behind."""
+    store = make_store(tmp_path / "store")
+    folder = make_folder(tmp_path / "ds")
+    with Store(store, readonly=True) as st:
+        pack(st, folder / STORE_PATH)
+    with tarfile.open(folder / STORE_PATH, "r:gz") as tar:
+        members = [(ti, tar.extractfile(ti).read()) for ti in tar]  # type: ignore[union-attr]
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for ti, data in members:
+            if ti.name == "entries.jsonl":
+                data = re.sub(rb'"key":"[0-9a-f]{64}"', b'"key":"../../etc/passwd"', data,
+                              count=1)
+                ti.size = len(data)
+            if ti.name == "manifest.json":
+                entries = next(d for t, d in members if t.name == "entries.jsonl")
+                tampered = re.sub(rb'"key":"[0-9a-f]{64}"', b'"key":"../../etc/passwd"',
+                                  entries, count=1)
+                data = data.replace(hashlib.sha256(entries).hexdigest().encode(),
+                                    hashlib.sha256(tampered).hexdigest().encode())
+            tar.addfile(ti, io.BytesIO(data))
+    (folder / STORE_PATH).write_bytes(gzip.compress(out.getvalue()))
+    assert "manifest_sha256" not in (folder / "README.md").read_text()
+    assert run("push", folder, repo_id)[0] == 0
+    code, out_text = run("pull", repo_id, tmp_path / "got", "--store", tmp_path / "st")
+    assert code == 1 and "64 lower-case hex" in out_text, out_text
+    assert not (tmp_path / "st").exists()
