@@ -8,7 +8,7 @@ Nothing here imports torch: the model is trained and served under the venv's pyt
 from .tiny_model import MODEL_NAME, TinyModelError, build_tiny_model, ensure_tiny_model
 from .traces import chat_prompt, cir_prompt
 from .trl_env import TRL_SPEC, TrlEnvError, ensure_trl
-from .verl_env import VERL_SPEC, VerlEnvError, ensure_verl
+from .verl_env import VERL_SPEC, VerlEnvError, ensure_search_client, ensure_verl
 from .vllm_env import (
     VLLM_SPEC,
     VllmEnvError,
@@ -31,6 +31,7 @@ __all__ = [
     "build_tiny_model",
     "chat_prompt",
     "cir_prompt",
+    "ensure_search_client",
     "ensure_tiny_model",
     "ensure_trl",
     "ensure_verl",

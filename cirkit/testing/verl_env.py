@@ -23,7 +23,8 @@ from typing import Any
 from .trl_env import _canonical, probe
 from .vllm_env import VllmEnvError, run_logged
 
-__all__ = ["VERL_DEPS", "VERL_SPEC", "VerlEnvError", "ensure_verl", "verl_info"]
+__all__ = ["SEARCH_CLIENT_MODULE", "SEARCH_CLIENT_SPEC", "VERL_DEPS", "VERL_SPEC", "VerlEnvError",
+           "ensure_search_client", "ensure_verl", "verl_info"]
 
 VERL_SPEC = "verl==0.9.1"
 _VERL_VERSION = VERL_SPEC.split("==", 1)[1]
@@ -43,6 +44,12 @@ _SMOKE = ("import verl, ray, torch, transformers; "
           "import verl.experimental.agent_loop.agent_loop, verl.utils.dataset.rl_dataset, "
           "verl.trainer.ppo.reward; "
           "print(verl.__version__, ray.__version__, torch.__version__, transformers.__version__)")
+
+
+#: verl's Search-R1 client (``SearchTool``'s batch search) as verl released it last: 0.9 dropped
+#: the search tool, so the tool server is checked against the 0.7 line's module.
+SEARCH_CLIENT_SPEC = "verl==0.7.1"
+SEARCH_CLIENT_MODULE = "verl/tools/utils/search_r1_like_utils.py"
 
 
 class VerlEnvError(VllmEnvError):
@@ -113,3 +120,35 @@ def verl_info(python: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The completion marker of ``ensure_verl`` for ``python``'s environment, or None."""
     prefix, dists = probe(os.fspath(python))
     return _ready(prefix, dists)
+
+
+def ensure_search_client(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """verl's released Search-R1 client module (``SEARCH_CLIENT_MODULE`` of
+    ``SEARCH_CLIENT_SPEC``), installed once without dependencies into its own folder of the
+    cache; returns the module's path. It needs only ``requests``, so a test loads that one
+    file (verl's package ``__init__`` would import torch and ray)."""
+    import sys
+
+    from filelock import FileLock
+
+    from recorders.backends import cache_dir as cache_root
+
+    root = Path(cache_dir) if cache_dir is not None else cache_root() / "venvs"
+    target = root / ("search-client-" + SEARCH_CLIENT_SPEC.replace("==", "-"))
+    module = target / SEARCH_CLIENT_MODULE
+    if module.is_file():
+        return module
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / "search-client.lock")):
+        if not module.is_file():
+            staging = target.with_name(target.name + ".partial")
+            staging.mkdir(exist_ok=True)
+            run_logged([sys.executable, "-m", "pip", "install", "--no-deps", "--no-compile",
+                        "--target", str(staging), SEARCH_CLIENT_SPEC],
+                       root / "search-client.install.log",
+                       f"pip install --no-deps {SEARCH_CLIENT_SPEC}", VerlEnvError)
+            if not (staging / SEARCH_CLIENT_MODULE).is_file():
+                raise VerlEnvError(f"{SEARCH_CLIENT_SPEC} holds no {SEARCH_CLIENT_MODULE}",
+                                   hint="the pinned release should; check the package index")
+            staging.rename(target)
+    return module
