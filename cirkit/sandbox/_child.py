@@ -160,6 +160,8 @@ def _setup(spec: dict[str, Any], fds: list[int]) -> Mux:
     ):
         soft, hard = value if isinstance(value, tuple) else (value, value)
         resource.setrlimit(res, (soft, hard))
+    if spec.get("ipcns"):
+        _isolation.new_ipc_namespace()  # needs the privileges dropped just below
     uid, gid = spec["uid"], spec["gid"]
     if uid is not None:
         os.setgroups([])

@@ -25,6 +25,7 @@ __all__ = [
     "closed_ancestor",
     "drop_capabilities",
     "expose",
+    "new_ipc_namespace",
     "refresh_tmpfs",
     "set_no_new_privs",
     "set_pdeathsig",
@@ -37,6 +38,8 @@ NETNS = "netns"
 AUDIT_HOOK = "audit-hook"
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
 MS_NOSUID = 0x2
@@ -51,7 +54,13 @@ PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
 
 #: The per-block scratch mounts and their mode (world-writable with the sticky bit, as usual).
-TMPFS_MOUNTS = ("/tmp", "/var/tmp", "/dev/shm")
+TMPFS_MOUNTS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
+#: Where other world-writable directories of the host are looked for (two levels deep): each
+#: one found is made read-only in the worker's mount namespace, so a block cannot leave state
+#: there for a later block or run, nor write past its disk cap.
+WRITABLE_ROOTS = ("/", "/run", "/var", "/dev", "/mnt", "/media", "/srv", "/opt", "/home")
+MS_RDONLY = 0x1
+MS_REMOUNT = 0x20
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 
@@ -82,7 +91,7 @@ def _write(path: str, text: str) -> None:
 
 def setup_namespaces(*, want_netns: bool, disk_bytes: int) -> set[str]:
     """Enter new namespaces for this worker; returns the features now in force
-    (``netns``, ``mountns``, ``userns``). Never raises: what fails is simply absent.
+    (``netns``, ``mountns``, ``userns``, ``ipcns``). Never raises: what fails is simply absent.
     ``want_netns=False`` forces the audit-hook fallback but keeps the private mounts."""
     features: set[str] = set()
     net = CLONE_NEWNET if want_netns else 0
@@ -103,15 +112,52 @@ def setup_namespaces(*, want_netns: bool, disk_bytes: int) -> set[str]:
         return {NETNS}
     if net:
         features.add(NETNS)
+    if _libc.unshare(CLONE_NEWIPC) == 0:
+        features.add("ipcns")
     try:
         _mount(None, "/", None, MS_REC | MS_PRIVATE, None)
         for target in TMPFS_MOUNTS:
-            if os.path.isdir(target):
+            if os.path.isdir(target) and not os.path.islink(target):
                 _mount_tmpfs(target, disk_bytes)
+        for target in _world_writable():
+            _mount(target, target, None, MS_BIND | MS_REC, None)
+            _mount(None, target, None,
+                   MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
         features.add("mountns")
     except OSError:
         pass
     return features
+
+
+def _world_writable() -> list[str]:
+    """World-writable directories of the host (besides the scratch mounts), two levels deep
+    under ``WRITABLE_ROOTS``: e.g. a /var/crash or /var/lib/php/sessions."""
+    found: list[str] = []
+    skip = {*TMPFS_MOUNTS, "/proc", "/sys", "/tmp"}
+    for root in WRITABLE_ROOTS:
+        for level1 in _subdirs(root):
+            for d in (level1, *_subdirs(level1)):
+                if d in skip or any(d.startswith(s + "/") for s in skip) or d in found:
+                    continue
+                with contextlib.suppress(OSError):
+                    if os.stat(d).st_mode & 0o002:
+                        found.append(d)
+    return found
+
+
+def _subdirs(path: str) -> list[str]:
+    try:
+        with os.scandir(path) as it:
+            return sorted(e.path for e in it if e.is_dir(follow_symlinks=False))
+    except OSError:
+        return []
+
+
+def new_ipc_namespace() -> None:
+    """Give the calling process (a block's child, before it drops privileges) System V IPC
+    objects and POSIX message queues of its own: whatever a block creates there dies with it
+    and no other block, of this run or another, can attach to it."""
+    _check(_libc.unshare(CLONE_NEWIPC), "unshare(CLONE_NEWIPC)")
 
 
 def refresh_tmpfs(disk_bytes: int) -> None:

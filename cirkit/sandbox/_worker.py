@@ -164,7 +164,8 @@ class Worker:
         nproc = limits["processes"] + (0 if self.uid is not None else self.base_tasks)
         spec = {"tmpdir": tmp, "uid": self.uid, "gid": gid, "limits": limits,
                 "persistent": bool(msg.get("persistent")), "nproc": nproc,
-                "audit": NETNS not in self.features, "worker": os.getpid()}
+                "audit": NETNS not in self.features, "worker": os.getpid(),
+                "ipcns": "ipcns" in self.features}
         pid = os.fork()
         if pid == 0:
             run_child(spec, fds)

@@ -1,0 +1,107 @@
+"""Isolation between blocks and runs (issue 14): one hostile block per case. Each asserts what
+the block could do, then that the next block of the same run, and a block of a new run, see
+nothing of it."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+
+from cirkit.sandbox import Limits, Sandbox, SandboxError
+
+from .conftest import TEST_LIMITS
+
+_SHM = """
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+libc.shmat.restype = ctypes.c_void_p
+"""
+WRITE_SHM = _SHM + """
+shmid = libc.shmget(0x43495254, 4096, 0o1666)
+addr = libc.shmat(shmid, None, 0)
+ctypes.memmove(addr, b"LEAKED", 6)
+print("wrote", shmid >= 0)
+"""
+READ_SHM = _SHM + """
+shmid = libc.shmget(0x43495254, 4096, 0o666)
+print("found" if shmid >= 0 else "none")
+"""
+
+
+def _in_new_run(code: str) -> str:
+    with Sandbox(workers=1, limits=TEST_LIMITS) as sb:
+        return sb.run_sync(code).stdout
+
+
+def test_system_v_shared_memory_does_not_outlive_its_block() -> None:
+    with Sandbox(workers=1, limits=TEST_LIMITS) as sb:
+        assert sb.run_sync(WRITE_SHM).stdout == "wrote True\n"
+        assert sb.run_sync(READ_SHM).stdout == "none\n"
+    assert _in_new_run(READ_SHM) == "none\n"
+
+
+WRITE_LOCK = """
+import os
+for d in ("/run/lock", "/var/tmp", "/dev/shm", "/tmp"):
+    try:
+        with open(os.path.join(d, "cirkit-leak"), "w") as f:
+            f.write("x")
+        print(d, "writable")
+    except OSError as e:
+        print(d, type(e).__name__)
+"""
+READ_LOCK = """
+import os
+print([d for d in ("/run/lock", "/var/tmp", "/dev/shm", "/tmp")
+       if os.path.exists(os.path.join(d, "cirkit-leak"))])
+"""
+
+
+def test_world_writable_host_directories_keep_nothing() -> None:
+    import os
+
+    with Sandbox(workers=1, limits=TEST_LIMITS) as sb:
+        if "mountns" not in sb.features:
+            pytest.skip("no mount namespace here")
+        sb.run_sync(WRITE_LOCK)
+        assert sb.run_sync(READ_LOCK).stdout == "[]\n"
+    assert _in_new_run(READ_LOCK) == "[]\n"
+    assert not os.path.exists("/run/lock/cirkit-leak")  # the host's own directory
+
+
+FORGE = r'''
+import os, struct, json
+def forge(d):
+    p = json.dumps(d).encode()
+    os.write(3, struct.pack(">cI", b"D", len(p)) + p)
+'''
+
+
+@pytest.mark.parametrize("code", [
+    FORGE + 'forge({"error": None, "exit": 0, "dropped": [-5, -7]})\nraise SystemExit(3)',
+    FORGE + 'forge({"error": None, "exit": 0, "dropped": [0, 0]})\nraise RuntimeError("x")',
+    FORGE + 'forge({"error": None, "exit": 0, "dropped": [0, 0]})\nos._exit(9)',
+    FORGE + 'forge({"error": "exception", "exit": 0, "dropped": [0, 0]})',
+    FORGE + 'forge({"error": None, "exit": 300, "dropped": [0, 0]})',
+], ids=["negative-counts", "exit0-then-raise", "exit0-then-exit9", "mismatch", "range"])
+def test_a_forged_done_frame_is_a_protocol_error(sandbox: Sandbox, code: str) -> None:
+    r = sandbox.run_sync(code)
+    assert r.error == "killed" and "broke the sandbox protocol" in r.stderr, r
+    assert sandbox.run_sync("print('next')").stdout == "next\n"
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, 0, -1])
+def test_a_timeout_that_is_no_limit_is_refused(bad: float) -> None:
+    with pytest.raises(SandboxError) as e:
+        Limits(wall_time_s=bad)
+    assert e.value.setting == "timeout" and e.value.hint
+
+
+def test_the_audit_hook_mode_is_never_silent() -> None:
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with Sandbox(workers=1, limits=TEST_LIMITS, isolation="audit-hook") as sb:
+            assert sb.run_sync("print(1)").stdout == "1\n"
+    assert any("audit-hook mode" in str(w.message) for w in seen)
