@@ -22,8 +22,10 @@ __all__ = [
     "AUDIT_HOOK",
     "NETNS",
     "acquire_uid",
+    "build_view",
     "closed_ancestor",
     "drop_capabilities",
+    "enter_pid_namespace",
     "expose",
     "new_ipc_namespace",
     "refresh_tmpfs",
@@ -61,6 +63,13 @@ TMPFS_MOUNTS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
 WRITABLE_ROOTS = ("/", "/run", "/var", "/dev", "/mnt", "/media", "/srv", "/opt", "/home")
 MS_RDONLY = 0x1
 MS_REMOUNT = 0x20
+MS_NOEXEC = 0x8
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine)
+#: What a block's filesystem view holds besides the interpreter's own directories: the
+#: system's programs and libraries (read-only), and nothing of the host's homes, projects,
+#: caches or /run.
+SYSTEM_DIRS = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin", "/etc")
+DEVICES = ("null", "zero", "full", "random", "urandom")
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 
@@ -89,15 +98,21 @@ def _write(path: str, text: str) -> None:
         f.write(text)
 
 
-def setup_namespaces(*, want_netns: bool, disk_bytes: int) -> set[str]:
+def setup_namespaces(*, want_netns: bool, disk_bytes: int, want_pidns: bool = True
+                     ) -> set[str]:
     """Enter new namespaces for this worker; returns the features now in force
-    (``netns``, ``mountns``, ``userns``, ``ipcns``). Never raises: what fails is simply absent.
+    (``netns``, ``mountns``, ``userns``, ``ipcns``, ``pidns``). Never raises: what fails is
+    simply absent. With ``pidns`` the new PID namespace holds only this process's *next*
+    child: call ``enter_pid_namespace`` at once.
     ``want_netns=False`` forces the audit-hook fallback but keeps the private mounts."""
     features: set[str] = set()
     net = CLONE_NEWNET if want_netns else 0
+    pid = CLONE_NEWPID if want_pidns else 0
     if os.geteuid() != 0:
         uid, gid = os.geteuid(), os.getegid()
-        if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | net) != 0:
+        if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | net | pid) == 0:
+            features.add("pidns")
+        elif _libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | net) != 0:
             return features
         try:
             _write("/proc/self/setgroups", "deny")
@@ -106,6 +121,8 @@ def setup_namespaces(*, want_netns: bool, disk_bytes: int) -> set[str]:
         except OSError:
             pass
         features.add("userns")
+    elif pid and _libc.unshare(CLONE_NEWNS | net | pid) == 0:
+        features.add("pidns")
     elif _libc.unshare(CLONE_NEWNS | net) != 0:
         if not net or _libc.unshare(net) != 0:
             return features
@@ -127,6 +144,84 @@ def setup_namespaces(*, want_netns: bool, disk_bytes: int) -> set[str]:
     except OSError:
         pass
     return features
+
+
+def enter_pid_namespace() -> int:
+    """Fork into the PID namespace ``setup_namespaces`` made: the child becomes its init
+    (pid 1) and returns its pid as the host sees it; this process only waits for it and exits
+    with its status. Everything the worker forks then lives in that namespace and dies with it
+    (the kernel kills a namespace whose init exits)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(r)
+        os.write(w, str(pid).encode())
+        os.close(w)
+        os.closerange(0, 3)  # keep nothing of the worker's open (its control socket stays
+        os.closerange(3, 1 << 16)  # with the child: EOF reaches the parent when it exits)
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                break
+            except InterruptedError:
+                continue
+        os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+    os.close(w)
+    host_pid = int(os.read(r, 32) or b"0")
+    os.close(r)
+    set_pdeathsig(9)  # reset by fork: the waiting parent's death must still end us
+    return host_pid
+
+
+def _bind(src: str, dst: str, *, read_only: bool = True) -> None:
+    _mount(src, dst, None, MS_BIND | MS_REC, None)
+    if read_only:
+        _mount(None, dst, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID, None)
+
+
+def build_view(paths: list[str], disk_bytes: int, *, pid_ns: bool) -> None:
+    """Make this worker's root a fresh tmpfs holding only the system's programs and libraries
+    and ``paths`` (the interpreter's directories), all read-only, a few devices, a /proc of
+    this PID namespace (the host's own /proc without one), and the scratch mounts. The host's
+    root is then detached: the project, homes, caches and /run are not there at all.
+    Raises OSError when the kernel refuses a step (the host's root then stays as it was)."""
+    if SYS_PIVOT_ROOT is None:
+        raise OSError(errno.ENOSYS, f"pivot_root: unknown on {os.uname().machine}")
+    new = "/tmp/.cirkit-root"
+    os.makedirs(new, mode=0o755, exist_ok=True)
+    _mount("tmpfs", new, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
+    keep: list[str] = []
+    for p in sorted({os.path.realpath(p) for p in paths if p and os.path.isdir(p)}):
+        if not any(p == k or p.startswith(k + "/") for k in (*SYSTEM_DIRS, *keep)):
+            keep.append(p)
+    for d in (*SYSTEM_DIRS, *keep):
+        if os.path.islink(d) and os.path.dirname(d) == "/":
+            os.symlink(os.readlink(d), new + d)  # e.g. /bin -> usr/bin
+        elif os.path.isdir(d):
+            os.makedirs(new + d, mode=0o755, exist_ok=True)
+            _bind(d, new + d)
+    os.makedirs(new + "/dev", mode=0o755)
+    _mount("tmpfs", new + "/dev", "tmpfs", MS_NOSUID, "size=64k,mode=0755")
+    for name in DEVICES:
+        if os.path.exists(f"/dev/{name}"):
+            open(f"{new}/dev/{name}", "w").close()
+            _bind(f"/dev/{name}", f"{new}/dev/{name}", read_only=False)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
+        os.symlink(target, f"{new}/dev/{name}")
+    os.makedirs(new + "/proc", mode=0o555)
+    if pid_ns:
+        _mount("proc", new + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+    else:
+        _bind("/proc", new + "/proc", read_only=False)
+    for target in TMPFS_MOUNTS:
+        os.makedirs(new + target, mode=0o755, exist_ok=True)
+        _mount_tmpfs(new + target, disk_bytes)
+    os.chdir(new)
+    _check(_libc.syscall(SYS_PIVOT_ROOT, b".", b"."), "pivot_root")
+    _check(_libc.umount2(b".", MNT_DETACH), "umount the host's root")
+    os.chdir("/")
+    _mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
 
 
 def _world_writable() -> list[str]:

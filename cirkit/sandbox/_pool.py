@@ -217,7 +217,9 @@ class WorkerPool:
 
     @property
     def pids(self) -> tuple[int, ...]:
-        return tuple(p.popen.pid for p in self._procs.values() if p.alive)
+        # A worker in a PID namespace of its own reports its pid as the host sees it.
+        return tuple(int((p.info or {}).get("pid") or p.popen.pid)
+                     for p in self._procs.values() if p.alive)
 
     @property
     def uids(self) -> frozenset[int]:

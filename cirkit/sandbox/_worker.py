@@ -56,6 +56,7 @@ class Worker:
         self.child_status: tuple[int, float] | None = None
         self.child_tmp = ""
         self.n = 0
+        self.host_pid = os.getpid()
 
     # -- start -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -63,16 +64,26 @@ class Worker:
         _isolation.set_pdeathsig(signal.SIGKILL)  # never outlive the parent
         if os.geteuid() == 0 and a.uid_base > 0:
             self.uid, _lock = _isolation.acquire_uid(a.uid_base, a.uid_count, Path(a.lock_dir))
+        kernel = a.isolation != AUDIT_HOOK
         self.features = _isolation.setup_namespaces(
-            want_netns=a.isolation != AUDIT_HOOK, disk_bytes=a.disk_bytes)
+            want_netns=kernel, disk_bytes=a.disk_bytes, want_pidns=kernel)
         if a.isolation == NETNS and NETNS not in self.features:
             raise RuntimeError("a network namespace was required but the kernel refused it")
+        if "pidns" in self.features:
+            self.host_pid = _isolation.enter_pid_namespace()
+        paths = _python_paths()
+        if kernel and "mountns" in self.features:
+            try:
+                _isolation.build_view(paths, a.disk_bytes, pid_ns="pidns" in self.features)
+                self.features.add("fsview")
+            except OSError as e:
+                self.warnings.append(f"no private filesystem view ({e}): blocks see the "
+                                     "host's files their uid may read")
         if self.uid is not None:
             self.features.add("uid")
-            paths = [sys.prefix, sys.base_prefix, sys.exec_prefix,
-                     os.path.dirname(os.path.realpath(sys.executable)),
-                     *(os.path.dirname(p) if os.path.isfile(p) else p for p in sys.path)]
-            if "mountns" in self.features:
+            if "fsview" in self.features:
+                pass  # the view holds the interpreter's directories, open to every uid
+            elif "mountns" in self.features:
                 _isolation.expose(paths)
             elif (closed := _isolation.closed_ancestor(os.path.realpath(sys.prefix))):
                 self.warnings.append(
@@ -111,7 +122,7 @@ class Worker:
         sel = selectors.DefaultSelector()
         sel.register(self.ctrl, selectors.EVENT_READ, "ctrl")
         sel.register(wake_r, selectors.EVENT_READ, "chld")
-        self.send({"ready": True, "pid": os.getpid(), "uid": self.uid,
+        self.send({"ready": True, "pid": self.host_pid, "uid": self.uid,
                    "isolation": self.isolation, "features": sorted(self.features),
                    "warnings": self.warnings})
         try:
@@ -263,6 +274,24 @@ class Worker:
             _isolation.refresh_tmpfs(self.args.disk_bytes)
         else:
             shutil.rmtree(self.child_tmp, ignore_errors=True)
+
+
+def _python_paths() -> list[str]:
+    """The directories the interpreter and its libraries live in: what a block's filesystem
+    view must hold. Not the working directory, nor a source tree put on PYTHONPATH (the
+    project's own files); an installed package's site-packages is kept."""
+    project = str(Path(__file__).resolve().parents[2])
+    out = [sys.prefix, sys.base_prefix, sys.exec_prefix,
+           os.path.dirname(os.path.realpath(sys.executable))]
+    for p in sys.path:
+        p = os.path.dirname(p) if os.path.isfile(p) else p
+        if not p or not os.path.isabs(p) or os.path.realpath(p) in ("/", os.getcwd()):
+            continue
+        if os.path.realpath(p) == project and Path(p).name not in ("site-packages",
+                                                                  "dist-packages"):
+            continue
+        out.append(p)
+    return out
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:

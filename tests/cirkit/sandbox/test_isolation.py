@@ -5,7 +5,10 @@ nothing of it."""
 from __future__ import annotations
 
 import math
+import os
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -60,8 +63,6 @@ print([d for d in ("/run/lock", "/var/tmp", "/dev/shm", "/tmp")
 
 
 def test_world_writable_host_directories_keep_nothing() -> None:
-    import os
-
     with Sandbox(workers=1, limits=TEST_LIMITS) as sb:
         if "mountns" not in sb.features:
             pytest.skip("no mount namespace here")
@@ -105,3 +106,59 @@ def test_the_audit_hook_mode_is_never_silent() -> None:
         with Sandbox(workers=1, limits=TEST_LIMITS, isolation="audit-hook") as sb:
             assert sb.run_sync("print(1)").stdout == "1\n"
     assert any("audit-hook mode" in str(w.message) for w in seen)
+
+
+def _peek(paths: list[str]) -> str:
+    """A block that reports, for each path, whether it can read it."""
+    return f"""
+import os
+for p in {paths!r}:
+    try:
+        os.listdir(p) if os.path.isdir(p) else open(p, "rb").read(1)
+        print(p, "readable")
+    except OSError as e:
+        print(p, type(e).__name__)
+"""
+
+
+def test_a_block_sees_no_project_file_home_or_cache(tmp_path: Path) -> None:
+    secret = tmp_path / "questions.jsonl"
+    secret.write_text('{"question": "q", "answer": "the answer"}\n')
+    project = str(Path(__file__).resolve())  # this very test file
+    home = str(Path.home())
+    with Sandbox(workers=1, limits=TEST_LIMITS) as sb:
+        if "netns" not in sb.features:
+            pytest.skip("the kernel gives no namespaces here")
+        out = sb.run_sync(_peek([str(secret), project])).stdout
+        assert "readable" not in out, out
+        # of the home directory, only the way to the interpreter (if it lives there) is left
+        prefix = Path(os.path.realpath(sys.prefix))
+        way = {prefix.relative_to(home).parts[0]} if prefix.is_relative_to(home) else set()
+        r = sb.run_sync(f"import os; print(sorted(os.listdir({home!r})))")
+        assert r.stdout in (f"{sorted(way)}\n", ""), r
+        assert sb.run_sync("import os; print(os.listdir('/run'))").stdout == "['lock']\n"
+        # what Python needs is there, read-only
+        r = sb.run_sync("import json, decimal, sqlite3; print(open('/usr/x', 'w'))")
+        assert "Read-only file system" in r.stderr, r
+        assert sb.run_sync("import os; os.listdir('/usr/lib')").error is None
+
+
+def test_a_block_sees_no_other_process(sandbox: Sandbox) -> None:
+    if "netns" not in sandbox.features:
+        pytest.skip("the kernel gives no namespaces here")
+    me = os.getpid()
+    r = sandbox.run_sync(f"""
+import os
+pids = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+print(len(pids) <= 3, {me} in pids or os.path.exists("/proc/{me}/cmdline"))
+""")
+    assert r.stdout == "True False\n", r
+
+
+def test_the_private_temp_dir_is_emptied_between_blocks_and_runs() -> None:
+    write = "import os, tempfile; open(os.path.join(tempfile.gettempdir(), 'left'), 'w')"
+    read = "import os, tempfile; print(os.listdir(tempfile.gettempdir()))"
+    with Sandbox(workers=1, limits=TEST_LIMITS) as sb:
+        assert sb.run_sync(write).error is None
+        assert sb.run_sync(read).stdout == "[]\n"
+    assert _in_new_run(read) == "[]\n"
