@@ -237,6 +237,7 @@ class WorkerPool:
                 raise self.fatal or SandboxError("the sandbox is closed")
             if proc.alive:
                 return proc
+            self.release(proc, ok=False)  # died while idle: its slot gets a new worker
 
     def release(self, proc: WorkerProc, ok: bool) -> None:
         """Take a worker back: ``ok`` and alive, it is free again; else it is replaced."""

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _isolation
+from ._cgroup import BlockCgroup, open_block_cgroup
 from ._child import prepare_worker, run_child
 from ._isolation import AUDIT_HOOK, NETNS
 from ._limits import DEFAULT_PRELOAD
@@ -57,6 +58,8 @@ class Worker:
         self.child_tmp = ""
         self.n = 0
         self.host_pid = os.getpid()
+        self.cgroup: BlockCgroup | None = None
+        self.oom_before = 0
 
     # -- start -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -72,6 +75,14 @@ class Worker:
         if "pidns" in self.features:
             self.host_pid = _isolation.enter_pid_namespace()
         paths = _python_paths()
+        if kernel:  # before the view hides /sys
+            self.cgroup, why = open_block_cgroup(str(self.host_pid))
+            if self.cgroup is not None:
+                self.features.add("cgroup")
+            else:
+                self.warnings.append(
+                    f"memory is limited per process only ({why}): a block that forks can use "
+                    "up to its process limit times its memory limit")
         if kernel and "mountns" in self.features:
             try:
                 _isolation.build_view(paths, a.disk_bytes, pid_ns="pidns" in self.features)
@@ -141,6 +152,8 @@ class Worker:
             self.sweep()
             if "mountns" not in self.features and self.tmp_root:
                 shutil.rmtree(self.tmp_root, ignore_errors=True)
+            if self.cgroup is not None:
+                self.cgroup.close()
 
     def on_message(self) -> bool:
         data, fds, _, _ = socket.recv_fds(self.ctrl, 1 << 16, 8)
@@ -177,6 +190,10 @@ class Worker:
                 "persistent": bool(msg.get("persistent")), "nproc": nproc,
                 "audit": NETNS not in self.features, "worker": os.getpid(),
                 "ipcns": "ipcns" in self.features}
+        if self.cgroup is not None:
+            self.cgroup.set_limit(int(limits["memory_bytes"]))
+            self.oom_before = self.cgroup.oom_kills()
+            spec["cgroup_fd"] = self.cgroup.procs_fd
         pid = os.fork()
         if pid == 0:
             run_child(spec, fds)
@@ -262,6 +279,8 @@ class Worker:
         swept, clean = self.sweep()
         msg: dict[str, Any] = {"exited": self.child, "cpu_s": round(cpu, 4), "swept": swept,
                                "clean": clean}
+        if self.cgroup is not None and self.cgroup.oom_kills() > self.oom_before:
+            msg["oom"] = True  # the kernel killed one of the block's processes: over its limit
         if os.WIFSIGNALED(status):
             msg["signal"] = os.WTERMSIG(status)
         else:

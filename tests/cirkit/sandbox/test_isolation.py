@@ -162,3 +162,28 @@ def test_the_private_temp_dir_is_emptied_between_blocks_and_runs() -> None:
         assert sb.run_sync(write).error is None
         assert sb.run_sync(read).stdout == "[]\n"
     assert _in_new_run(read) == "[]\n"
+
+
+FORK_MEMORY = """
+import os, time
+kids = []
+for i in range(4):
+    pid = os.fork()
+    if pid == 0:
+        b = bytearray(150 << 20)
+        b[::4096] = b"x" * len(b[::4096])
+        time.sleep(1)
+        os._exit(0)
+    kids.append(pid)
+print([os.waitstatus_to_exitcode(os.waitpid(k, 0)[1]) for k in kids])
+"""
+
+
+def test_memory_is_limited_per_block_not_per_process(sandbox: Sandbox) -> None:
+    """Four forked children of 150 MiB each: each passes the 256 MiB RLIMIT_AS, together not."""
+    if any("memory is limited per process only" in w for w in sandbox.warnings):
+        pytest.skip("no memory cgroup here (the documented fallback)")
+    r = sandbox.run_sync(FORK_MEMORY)
+    assert r.error == "memory_limit", r
+    assert "MemoryError" in r.stderr
+    assert sandbox.run_sync("print('next')").stdout == "next\n"
