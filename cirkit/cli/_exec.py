@@ -63,7 +63,10 @@ async def _run(code: str, rec: Recorder, limits: Limits,
 @click.option("--memory-mb", type=click.IntRange(min=32), default=4096, show_default=True,
               help="Address-space limit (RLIMIT_AS).")
 @click.option("--isolation", type=click.Choice(["auto", "netns", "audit-hook"]),
-              default="auto", show_default=True, help="How the network is cut off.")
+              default="auto", show_default=True,
+              help="auto/netns: kernel namespaces (network, PID, IPC, filesystem view); "
+                   "audit-hook: a Python-level hook only, weaker (warned about; auto never "
+                   "falls back to it unless CIRKIT_SANDBOX_ALLOW_AUDIT_HOOK=1).")
 @click.option("--tokenizer", default=None,
               help="The model's tokenizer (a model directory, its tokenizer.json, or a model id "
                    "in the local Hugging Face cache) to cut the observation to "

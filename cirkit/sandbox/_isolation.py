@@ -1,11 +1,14 @@
 """Kernel-level isolation for a worker, set up once when it starts.
 
-A worker tries, in order: a new network namespace (no interface but a downed loopback, so not
-even 127.0.0.1 answers) plus a private mount namespace whose /tmp, /var/tmp and /dev/shm are
-fresh tmpfs mounts (a block cannot leave files for the next one, and its disk use is capped).
-As root it does this directly and runs blocks under a uid of their own; otherwise it tries a
-user namespace. When the kernel refuses, the block gets an audit hook that refuses sockets,
-ctypes and new programs (Python-level only: weaker, and reported as "audit-hook").
+A worker tries: a new network namespace (no interface but a downed loopback, so not even
+127.0.0.1 answers), an IPC namespace (and each block's child makes one of its own), a PID
+namespace (the worker forks into it and is its init), and a private mount namespace in which
+it pivots onto a filesystem view holding only the system's and the interpreter's directories,
+read-only, plus fresh tmpfs scratch mounts (/tmp, /var/tmp, /dev/shm, /run/lock) emptied after
+each block. As root it does this directly and runs blocks under a uid of their own; otherwise
+it tries a user namespace. What the kernel refuses is absent from the worker's features; with
+no network namespace, the only fallback is the audit hook (Python-level only: weaker, and
+never chosen silently, see ``_pool``). docs/concepts/sandbox.md says what each piece isolates.
 """
 
 from __future__ import annotations
