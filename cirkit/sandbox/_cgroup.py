@@ -109,8 +109,20 @@ def _candidates() -> list[tuple[str, int]]:
     return sorted(found, key=lambda c: -c[1])  # v2 first
 
 
+def _remove_stale(parent: int) -> None:
+    """Remove the cgroups of workers that were killed (a SIGKILL leaves no time to clean up):
+    named after a host pid that no longer runs, and empty (rmdir refuses a busy one)."""
+    with contextlib.suppress(OSError):
+        for name in os.listdir(parent):
+            tag = name.removeprefix("cirkit-sandbox-")
+            if tag != name and tag.isdigit() and not os.path.exists(f"/proc/{tag}"):
+                with contextlib.suppress(OSError):
+                    os.rmdir(name, dir_fd=parent)
+
+
 def open_block_cgroup(tag: str) -> tuple[BlockCgroup | None, str | None]:
-    """A fresh memory cgroup named ``cirkit-sandbox-<tag>`` for one worker, or None and why."""
+    """A fresh memory cgroup named ``cirkit-sandbox-<tag>`` (the worker's host pid, while the
+    host's /proc is still mounted) for one worker, or None and why."""
     why = "no writable cgroup with the memory controller"
     for base, version in _candidates():
         name = f"cirkit-sandbox-{tag}"
@@ -120,6 +132,7 @@ def open_block_cgroup(tag: str) -> tuple[BlockCgroup | None, str | None]:
             why = f"{base}: {e.strerror}"
             continue
         try:
+            _remove_stale(parent)
             with contextlib.suppress(FileExistsError):
                 os.mkdir(name, 0o755, dir_fd=parent)
             cg = BlockCgroup(parent, name, version)
