@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cirkit.sandbox import Limits, Sandbox, SandboxError
+from cirkit.sandbox import Limits, Sandbox, SandboxError, WorkerPool
 
 from .conftest import TEST_LIMITS
 
@@ -187,3 +187,20 @@ def test_memory_is_limited_per_block_not_per_process(sandbox: Sandbox) -> None:
     assert r.error == "memory_limit", r
     assert "MemoryError" in r.stderr
     assert sandbox.run_sync("print('next')").stdout == "next\n"
+
+
+def test_auto_never_falls_back_to_the_audit_hook_silently(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a pool does with a worker reporting the audit hook (the kernel here gives
+    namespaces, so the worker's report is handed to the pool's check directly)."""
+    refused = {"isolation": "audit-hook", "features": ["mountns"]}
+    pool = WorkerPool(size=1, limits=TEST_LIMITS, tool_handler=None)
+    monkeypatch.delenv("CIRKIT_SANDBOX_ALLOW_AUDIT_HOOK", raising=False)
+    with pytest.raises(SandboxError) as e:
+        pool._check_fallback(refused)
+    assert e.value.setting == "isolation"
+    assert e.value.env_var == "CIRKIT_SANDBOX_ALLOW_AUDIT_HOOK"
+    monkeypatch.setenv("CIRKIT_SANDBOX_ALLOW_AUDIT_HOOK", "1")
+    with pytest.warns(RuntimeWarning, match="audit-hook mode"):
+        pool._check_fallback(refused)
+    pool._check_fallback({"isolation": "netns"})  # nothing to say
