@@ -18,7 +18,7 @@ from cirkit.cir import CARD, START_CODE, parse, wrap_observation
 from cirkit.sandbox import ExecResult, Limits, MiB, Sandbox
 from recorders import Mode, Recorder
 
-from ._options import RecorderOptions, recorder_options
+from ._options import SECONDS, RecorderOptions, recorder_options
 
 __all__ = ["exec_cmd"]
 
@@ -58,12 +58,15 @@ async def _run(code: str, rec: Recorder, limits: Limits,
 @click.command("exec")
 @click.argument("block", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
 @recorder_options()
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=10.0,
+@click.option("--timeout", type=SECONDS, default=10.0,
               show_default=True, help="Wall time in seconds (tool calls excluded).")
 @click.option("--memory-mb", type=click.IntRange(min=32), default=4096, show_default=True,
               help="Address-space limit (RLIMIT_AS).")
 @click.option("--isolation", type=click.Choice(["auto", "netns", "audit-hook"]),
-              default="auto", show_default=True, help="How the network is cut off.")
+              default="auto", show_default=True,
+              help="auto/netns: kernel namespaces (network, PID, IPC, filesystem view); "
+                   "audit-hook: a Python-level hook only, weaker (warned about; auto never "
+                   "falls back to it unless CIRKIT_SANDBOX_ALLOW_AUDIT_HOOK=1).")
 @click.option("--tokenizer", default=None,
               help="The model's tokenizer (a model directory, its tokenizer.json, or a model id "
                    "in the local Hugging Face cache) to cut the observation to "
@@ -87,6 +90,10 @@ def exec_cmd(block: Path, recorder: RecorderOptions, timeout: float, memory_mb: 
     limits = Limits(wall_time_s=timeout, memory_bytes=memory_mb * MiB)
     with recorder.open(mode=mode) as rec:
         result, info = asyncio.run(_run(_code_of(text), rec, limits, isolation))
+    if info["isolation"] == "audit-hook":  # weaker: never silent (the CLI's own line)
+        click.echo("warning: the sandbox ran in audit-hook mode (no kernel isolation: native "
+                   "code reaches loopback, host files are readable); trusted code only",
+                   err=True)
     observation = _observation(result, tokenizer, max_tokens)
     if as_json:
         click.echo(json.dumps({

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,14 +16,35 @@ from recorders import SEARCH, VISIT, Backend, Mode, Recorder, Store, make_backen
 from recorders.backends import SEARCH_BACKENDS, VISIT_BACKENDS, LocalSearch
 
 __all__ = [
-    "RecorderOptions", "backend_option", "build_recorder", "corpus_option", "mode_option",
-    "recorder_options", "store_option",
+    "SECONDS", "RecorderOptions", "backend_option", "build_recorder", "corpus_option",
+    "mode_option", "recorder_options", "store_option",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 _MODES = [m.value for m in Mode]
+
+
+class _Seconds(click.ParamType):  # type: ignore[type-arg]
+    """A duration in seconds: finite and above 0. ``click.FloatRange(min=0, min_open=True)``
+    lets ``nan`` through (it compares False with every bound), which disables the limit."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> float:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not math.isfinite(seconds) or seconds <= 0:
+            self.fail(f"{value!r} is not a finite number of seconds above 0", param, ctx)
+        return seconds
+
+
+#: The type of every option that sets a block's (or a call's) time limit.
+SECONDS = _Seconds()
 
 
 class _ModeChoice(click.Choice):  # type: ignore[type-arg]

@@ -14,7 +14,7 @@ from cirkit.llm import Sampling
 from cirkit.rollout import RolloutConfig, RolloutLimits
 from recorders import Mode, Recorder
 
-from ._options import RecorderOptions, recorder_options
+from ._options import SECONDS, RecorderOptions, recorder_options
 
 __all__ = ["rollout"]
 
@@ -61,7 +61,7 @@ _CONFIG = RolloutConfig(model="", date=DEFAULT_DATE)
 @click.option("--workers", default=None, type=click.IntRange(1),
               help="Sandbox workers (blocks running at once) [default: CPUs + 1].")
 @click.option("--block-timeout", default=_CONFIG.block_timeout, show_default=True,
-              type=click.FloatRange(min=0, min_open=True))
+              type=SECONDS)
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "parquet"]), default="jsonl",
               show_default=True)
 @click.option("--shard-size", default=1000, show_default=True, type=click.IntRange(1))

@@ -14,7 +14,7 @@ from cirkit.cir import CARD
 from recorders import SEARCH, VISIT, ToolResult, make_key
 
 from ._errors import Group
-from ._options import RecorderOptions, recorder_options
+from ._options import SECONDS, RecorderOptions, recorder_options
 
 __all__ = ["tools"]
 
@@ -75,8 +75,7 @@ def visit_cmd(url: str, as_json: bool, recorder: RecorderOptions) -> None:
                    "of /get_observation, whose observations are cut in its tokens.")
 @click.option("--max-observation-tokens", default=CARD.max_observation_tokens,
               show_default=True, type=click.IntRange(min=1))
-@click.option("--block-timeout", default=10.0, show_default=True,
-              type=click.FloatRange(min=0, min_open=True),
+@click.option("--block-timeout", default=10.0, show_default=True, type=SECONDS,
               help="Seconds a code block may run (as cirkit rollout's).")
 @click.option("--demo-error-hint", is_flag=True,
               help="Replace a failed block's output by the demo's fixed hint.")

@@ -135,6 +135,8 @@ def prepare_worker(tmpdir: str | None) -> None:
 
 
 def _setup(spec: dict[str, Any], fds: list[int]) -> Mux:
+    if spec.get("cgroup_fd") is not None:  # first: the block's memory counts from here on
+        os.write(spec["cgroup_fd"], b"0")
     os.setsid()
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -160,6 +162,8 @@ def _setup(spec: dict[str, Any], fds: list[int]) -> Mux:
     ):
         soft, hard = value if isinstance(value, tuple) else (value, value)
         resource.setrlimit(res, (soft, hard))
+    if spec.get("ipcns"):
+        _isolation.new_ipc_namespace()  # needs the privileges dropped just below
     uid, gid = spec["uid"], spec["gid"]
     if uid is not None:
         os.setgroups([])

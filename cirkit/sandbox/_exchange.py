@@ -16,11 +16,12 @@ from typing import Any, Protocol
 from ._channel import Channel, Event
 from ._limits import Limits
 from ._outcome import ToolHandler, notice_of, reason_of, serve_tool
-from ._protocol import CODE, DONE, ERR, OUT, REPLY, TOOL
+from ._protocol import CODE, DONE, ERR, OUT, REPLY, TOOL, ProtocolError, parse_done
 from ._result import ExecResult, ToolCall
 
 __all__ = ["BlockRun", "Outcome", "WorkerLink", "WorkerLost", "await_exit", "exchange"]
 
+BROKE_PROTOCOL = "the code block broke the sandbox protocol"
 #: Seconds a killed child gets for its exit report before its worker counts as stuck.
 KILL_GRACE_S = 5.0
 #: Seconds the pipes get to reach EOF once the child's exit (or its worker's death) is known.
@@ -110,9 +111,8 @@ class BlockRun:
 
     def over(self, ch: Channel, persistent: bool) -> bool:
         """Whether everything the block will report is in."""
-        if (self.exited is not None or self.done is not None) and not ch.open \
-                and not persistent:
-            return True  # the child closed its descriptors at exit: its status came in DONE
+        if self.exited is not None and not ch.open and not persistent:
+            return True  # the child closed its descriptors at exit and its worker saw it end
         if self.lost and not ch.open:
             return True
         if self.exited is not None and persistent:
@@ -130,6 +130,10 @@ class BlockRun:
             ch.drain_pipes()
         if self.lost and done is None and self.reason is None:
             self.reason, self.detail = "killed", "the sandbox worker stopped"
+        if done is not None and exited is not None and not persistent and \
+                self.reason is None and exited.get("code") != done["exit"]:
+            # The child's real exit contradicts the DONE frame: the block wrote that frame.
+            self.reason, self.detail = "killed", BROKE_PROTOCOL
         error = self.reason or reason_of(done, exited, limits)
         detail = self.detail
         if done is not None and done.get("error") == "setup":
@@ -150,10 +154,10 @@ class BlockRun:
             stderr += sep + n + "\n"
             output += ("" if not output or output.endswith("\n") else "\n") + n + "\n"
         code_out: int | None = None
-        if done is not None and isinstance(done.get("exit"), int):
-            code_out = done["exit"]
-        elif exited is not None:
+        if exited is not None:
             code_out = exited.get("code", -int(exited.get("signal", 0)))
+        elif done is not None and isinstance(done.get("exit"), int):
+            code_out = done["exit"]
         result = ExecResult(stdout=stdout, stderr=stderr, error=error,
                             duration_ms=round((clock() - self.t0) * 1000.0, 3),
                             tool_calls=self.calls, output_truncated=bool(dropped),
@@ -212,15 +216,17 @@ async def exchange(w: WorkerLink, ch: Channel, code: str, limits: Limits, *,
                 run.lost = True
                 run.grace = loop.time() + EOF_GRACE_S
             elif kind == "bad":
-                run.stop(w, loop.time(), "killed", "the code block broke the sandbox protocol")
+                run.stop(w, loop.time(), "killed", BROKE_PROTOCOL)
             elif kind == "frame":
                 fkind, payload = data
-                if fkind == DONE and run.done is None:
+                if run.done is not None and not persistent:
+                    # A real child sends nothing after its DONE: the first one was forged.
+                    run.stop(w, loop.time(), "killed", BROKE_PROTOCOL)
+                elif fkind == DONE:
                     try:
-                        run.done = dict(json.loads(payload))
-                    except (ValueError, TypeError):
-                        run.stop(w, loop.time(), "killed",
-                                 "the code block broke the sandbox protocol")
+                        run.done = parse_done(payload)
+                    except ProtocolError:
+                        run.stop(w, loop.time(), "killed", BROKE_PROTOCOL)
                 elif fkind == TOOL and run.reason is None:
                     paused = loop.time()
                     reply = await serve_tool(payload, run.calls, limits, handler)

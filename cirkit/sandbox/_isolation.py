@@ -1,11 +1,14 @@
 """Kernel-level isolation for a worker, set up once when it starts.
 
-A worker tries, in order: a new network namespace (no interface but a downed loopback, so not
-even 127.0.0.1 answers) plus a private mount namespace whose /tmp, /var/tmp and /dev/shm are
-fresh tmpfs mounts (a block cannot leave files for the next one, and its disk use is capped).
-As root it does this directly and runs blocks under a uid of their own; otherwise it tries a
-user namespace. When the kernel refuses, the block gets an audit hook that refuses sockets,
-ctypes and new programs (Python-level only: weaker, and reported as "audit-hook").
+A worker tries: a new network namespace (no interface but a downed loopback, so not even
+127.0.0.1 answers), an IPC namespace (and each block's child makes one of its own), a PID
+namespace (the worker forks into it and is its init), and a private mount namespace in which
+it pivots onto a filesystem view holding only the system's and the interpreter's directories,
+read-only, plus fresh tmpfs scratch mounts (/tmp, /var/tmp, /dev/shm, /run/lock) emptied after
+each block. As root it does this directly and runs blocks under a uid of their own; otherwise
+it tries a user namespace. What the kernel refuses is absent from the worker's features; with
+no network namespace, the only fallback is the audit hook (Python-level only: weaker, and
+never chosen silently, see ``_pool``). docs/concepts/sandbox.md says what each piece isolates.
 """
 
 from __future__ import annotations
@@ -22,9 +25,12 @@ __all__ = [
     "AUDIT_HOOK",
     "NETNS",
     "acquire_uid",
+    "build_view",
     "closed_ancestor",
     "drop_capabilities",
+    "enter_pid_namespace",
     "expose",
+    "new_ipc_namespace",
     "refresh_tmpfs",
     "set_no_new_privs",
     "set_pdeathsig",
@@ -37,6 +43,8 @@ NETNS = "netns"
 AUDIT_HOOK = "audit-hook"
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
 MS_NOSUID = 0x2
@@ -51,7 +59,20 @@ PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
 
 #: The per-block scratch mounts and their mode (world-writable with the sticky bit, as usual).
-TMPFS_MOUNTS = ("/tmp", "/var/tmp", "/dev/shm")
+TMPFS_MOUNTS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
+#: Where other world-writable directories of the host are looked for (two levels deep): each
+#: one found is made read-only in the worker's mount namespace, so a block cannot leave state
+#: there for a later block or run, nor write past its disk cap.
+WRITABLE_ROOTS = ("/", "/run", "/var", "/dev", "/mnt", "/media", "/srv", "/opt", "/home")
+MS_RDONLY = 0x1
+MS_REMOUNT = 0x20
+MS_NOEXEC = 0x8
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine)
+#: What a block's filesystem view holds besides the interpreter's own directories: the
+#: system's programs and libraries (read-only), and nothing of the host's homes, projects,
+#: caches or /run.
+SYSTEM_DIRS = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin", "/etc")
+DEVICES = ("null", "zero", "full", "random", "urandom")
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 
@@ -80,15 +101,21 @@ def _write(path: str, text: str) -> None:
         f.write(text)
 
 
-def setup_namespaces(*, want_netns: bool, disk_bytes: int) -> set[str]:
+def setup_namespaces(*, want_netns: bool, disk_bytes: int, want_pidns: bool = True
+                     ) -> set[str]:
     """Enter new namespaces for this worker; returns the features now in force
-    (``netns``, ``mountns``, ``userns``). Never raises: what fails is simply absent.
+    (``netns``, ``mountns``, ``userns``, ``ipcns``, ``pidns``). Never raises: what fails is
+    simply absent. With ``pidns`` the new PID namespace holds only this process's *next*
+    child: call ``enter_pid_namespace`` at once.
     ``want_netns=False`` forces the audit-hook fallback but keeps the private mounts."""
     features: set[str] = set()
     net = CLONE_NEWNET if want_netns else 0
+    pid = CLONE_NEWPID if want_pidns else 0
     if os.geteuid() != 0:
         uid, gid = os.geteuid(), os.getegid()
-        if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | net) != 0:
+        if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | net | pid) == 0:
+            features.add("pidns")
+        elif _libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | net) != 0:
             return features
         try:
             _write("/proc/self/setgroups", "deny")
@@ -97,21 +124,138 @@ def setup_namespaces(*, want_netns: bool, disk_bytes: int) -> set[str]:
         except OSError:
             pass
         features.add("userns")
+    elif pid and _libc.unshare(CLONE_NEWNS | net | pid) == 0:
+        features.add("pidns")
     elif _libc.unshare(CLONE_NEWNS | net) != 0:
         if not net or _libc.unshare(net) != 0:
             return features
         return {NETNS}
     if net:
         features.add(NETNS)
+    if _libc.unshare(CLONE_NEWIPC) == 0:
+        features.add("ipcns")
     try:
         _mount(None, "/", None, MS_REC | MS_PRIVATE, None)
         for target in TMPFS_MOUNTS:
-            if os.path.isdir(target):
+            if os.path.isdir(target) and not os.path.islink(target):
                 _mount_tmpfs(target, disk_bytes)
+        for target in _world_writable():
+            _mount(target, target, None, MS_BIND | MS_REC, None)
+            _mount(None, target, None,
+                   MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
         features.add("mountns")
     except OSError:
         pass
     return features
+
+
+def enter_pid_namespace() -> int:
+    """Fork into the PID namespace ``setup_namespaces`` made: the child becomes its init
+    (pid 1) and returns its pid as the host sees it; this process only waits for it and exits
+    with its status. Everything the worker forks then lives in that namespace and dies with it
+    (the kernel kills a namespace whose init exits)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(r)
+        os.write(w, str(pid).encode())
+        os.close(w)
+        os.closerange(0, 3)  # keep nothing of the worker's open (its control socket stays
+        os.closerange(3, 1 << 16)  # with the child: EOF reaches the parent when it exits)
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                break
+            except InterruptedError:
+                continue
+        os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+    os.close(w)
+    host_pid = int(os.read(r, 32) or b"0")
+    os.close(r)
+    set_pdeathsig(9)  # reset by fork: the waiting parent's death must still end us
+    return host_pid
+
+
+def _bind(src: str, dst: str, *, read_only: bool = True) -> None:
+    _mount(src, dst, None, MS_BIND | MS_REC, None)
+    if read_only:
+        _mount(None, dst, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID, None)
+
+
+def build_view(paths: list[str], disk_bytes: int, *, pid_ns: bool) -> None:
+    """Make this worker's root a fresh tmpfs holding only the system's programs and libraries
+    and ``paths`` (the interpreter's directories), all read-only, a few devices, a /proc of
+    this PID namespace (the host's own /proc without one), and the scratch mounts. The host's
+    root is then detached: the project, homes, caches and /run are not there at all.
+    Raises OSError when the kernel refuses a step (the host's root then stays as it was)."""
+    if SYS_PIVOT_ROOT is None:
+        raise OSError(errno.ENOSYS, f"pivot_root: unknown on {os.uname().machine}")
+    new = "/tmp/.cirkit-root"
+    os.makedirs(new, mode=0o755, exist_ok=True)
+    _mount("tmpfs", new, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
+    keep: list[str] = []
+    for p in sorted({os.path.realpath(p) for p in paths if p and os.path.isdir(p)}):
+        if not any(p == k or p.startswith(k + "/") for k in (*SYSTEM_DIRS, *keep)):
+            keep.append(p)
+    for d in (*SYSTEM_DIRS, *keep):
+        if os.path.islink(d) and os.path.dirname(d) == "/":
+            os.symlink(os.readlink(d), new + d)  # e.g. /bin -> usr/bin
+        elif os.path.isdir(d):
+            os.makedirs(new + d, mode=0o755, exist_ok=True)
+            _bind(d, new + d)
+    os.makedirs(new + "/dev", mode=0o755)
+    _mount("tmpfs", new + "/dev", "tmpfs", MS_NOSUID, "size=64k,mode=0755")
+    for name in DEVICES:
+        if os.path.exists(f"/dev/{name}"):
+            open(f"{new}/dev/{name}", "w").close()
+            _bind(f"/dev/{name}", f"{new}/dev/{name}", read_only=False)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
+        os.symlink(target, f"{new}/dev/{name}")
+    os.makedirs(new + "/proc", mode=0o555)
+    if pid_ns:
+        _mount("proc", new + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+    else:
+        _bind("/proc", new + "/proc", read_only=False)
+    for target in TMPFS_MOUNTS:
+        os.makedirs(new + target, mode=0o755, exist_ok=True)
+        _mount_tmpfs(new + target, disk_bytes)
+    os.chdir(new)
+    _check(_libc.syscall(SYS_PIVOT_ROOT, b".", b"."), "pivot_root")
+    _check(_libc.umount2(b".", MNT_DETACH), "umount the host's root")
+    os.chdir("/")
+    _mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
+
+
+def _world_writable() -> list[str]:
+    """World-writable directories of the host (besides the scratch mounts), two levels deep
+    under ``WRITABLE_ROOTS``: e.g. a /var/crash or /var/lib/php/sessions."""
+    found: list[str] = []
+    skip = {*TMPFS_MOUNTS, "/proc", "/sys", "/tmp"}
+    for root in WRITABLE_ROOTS:
+        for level1 in _subdirs(root):
+            for d in (level1, *_subdirs(level1)):
+                if d in skip or any(d.startswith(s + "/") for s in skip) or d in found:
+                    continue
+                with contextlib.suppress(OSError):
+                    if os.stat(d).st_mode & 0o002:
+                        found.append(d)
+    return found
+
+
+def _subdirs(path: str) -> list[str]:
+    try:
+        with os.scandir(path) as it:
+            return sorted(e.path for e in it if e.is_dir(follow_symlinks=False))
+    except OSError:
+        return []
+
+
+def new_ipc_namespace() -> None:
+    """Give the calling process (a block's child, before it drops privileges) System V IPC
+    objects and POSIX message queues of its own: whatever a block creates there dies with it
+    and no other block, of this run or another, can attach to it."""
+    _check(_libc.unshare(CLONE_NEWIPC), "unshare(CLONE_NEWIPC)")
 
 
 def refresh_tmpfs(disk_bytes: int) -> None:

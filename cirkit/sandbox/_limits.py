@@ -7,8 +7,11 @@ limits a hostile block needs (processes, files, output, disk, tool calls).
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
+
+from cirkit.errors import SandboxError
 
 __all__ = ["DEFAULT_PRELOAD", "GiB", "Limits", "MiB"]
 
@@ -20,6 +23,10 @@ DEFAULT_PRELOAD = (
     "collections", "datetime", "decimal", "fractions", "functools", "itertools", "json",
     "math", "random", "re", "statistics", "string", "textwrap", "time", "urllib.parse",
 )
+
+
+#: The setting (option) a front end offers for a limit, where it is not the field's name.
+_SETTINGS = {"wall_time_s": "timeout", "memory_bytes": "memory_mb"}
 
 
 @dataclass(slots=True, frozen=True)
@@ -42,9 +49,17 @@ class Limits:
     tool_timeout_s: float = 120.0
 
     def __post_init__(self) -> None:
+        # A NaN compares False with everything: ``nan <= 0`` would let it through and disable
+        # the wall clock (the parent then spins on a deadline it never reaches).
         for f in dataclasses.fields(self):
-            if getattr(self, f.name) <= 0:
-                raise ValueError(f"Limits.{f.name} must be positive")
+            v = getattr(self, f.name)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) \
+                    or v <= 0:
+                setting = _SETTINGS.get(f.name, f.name)
+                raise SandboxError(
+                    f"the sandbox limit {f.name} must be a finite number above 0, not {v!r}",
+                    hint=f"give {setting} a positive, finite number, e.g. {f.default!r}",
+                    setting=setting)
 
     def replace(self, **changes: Any) -> Limits:
         """A copy with some limits changed, e.g. ``limits.replace(wall_time_s=1)``."""

@@ -68,6 +68,8 @@ def ms_since(t0: float) -> float:
 def reason_of(done: dict[str, Any] | None, exited: dict[str, Any] | None,
             limits: Limits) -> str | None:
     """The error reason from the child's own report, else from how it exited."""
+    if exited is not None and exited.get("oom"):
+        return "memory_limit"  # the block's cgroup went over its limit: the kernel killed
     if done is not None:
         e = done.get("error")
         if e is None or e in ("exception", "memory_limit"):

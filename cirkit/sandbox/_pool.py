@@ -10,10 +10,12 @@ given back as broken is killed and a new one spawned in its slot.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import subprocess
 import sys
+import warnings
 from collections.abc import Coroutine, Sequence
 from enum import Enum
 from pathlib import Path
@@ -33,6 +35,16 @@ __all__ = ["DEFAULT_UID_BASE", "PoolState", "WorkerPool"]
 #: lock file, so concurrent sandboxes on one machine never share one).
 DEFAULT_UID_BASE = 1_900_000_000
 _ROOT = str(Path(__file__).resolve().parents[2])
+_log = logging.getLogger("cirkit.sandbox")
+
+#: Set to 1 to let ``isolation="auto"`` fall back to the audit hook where the kernel refuses
+#: namespaces (otherwise the sandbox refuses to start there).
+ALLOW_AUDIT_HOOK_ENV = "CIRKIT_SANDBOX_ALLOW_AUDIT_HOOK"
+AUDIT_HOOK_WARNING = (
+    "the sandbox runs in audit-hook mode: no network, PID, IPC or filesystem isolation by the "
+    "kernel, only a Python-level audit hook (native code such as a C extension's own socket "
+    "client still reaches loopback; blocks may read host files and share /run/lock); use it "
+    "for trusted code only")
 #: Seconds a new worker gets to report that it is ready.
 READY_TIMEOUT_S = 60.0
 #: Tries to replace a dead worker before the pool gives up on it.
@@ -79,6 +91,7 @@ class WorkerPool:
         self._preload = ",".join(preload)
         self._uid_base = uid_base
         self._python = python or sys.executable
+        self._warned = False
         self._procs: dict[int, WorkerProc] = {}
         #: Free workers; a None tells the taker that the pool is closed (or a slot is lost).
         self._idle: asyncio.Queue[WorkerProc | None] = asyncio.Queue()
@@ -143,6 +156,7 @@ class WorkerPool:
         proc = WorkerProc(slot, popen, ours)
         try:
             proc.info = await asyncio.wait_for(asyncio.shield(proc.ready), READY_TIMEOUT_S)
+            self._check_fallback(proc.info)
         except BaseException:
             proc.kill()
             if not proc.ready.cancelled():
@@ -150,6 +164,23 @@ class WorkerPool:
             await asyncio.to_thread(popen.wait)
             raise
         return proc
+
+    def _check_fallback(self, info: dict[str, Any]) -> None:
+        """Never fall back to the weaker audit hook silently: ``auto`` refuses it unless
+        allowed by the environment, and every pool that uses it warns once."""
+        if info.get("isolation") != AUDIT_HOOK:
+            return
+        if self._isolation == "auto" and os.environ.get(ALLOW_AUDIT_HOOK_ENV) != "1":
+            raise SandboxError(
+                "the kernel refused the sandbox a network namespace, and the only fallback, "
+                "a Python-level audit hook, does not isolate native code, processes or files",
+                hint="run where user namespaces are allowed (or as root); to accept the weaker "
+                     f"audit-hook mode, set {ALLOW_AUDIT_HOOK_ENV}=1 or isolation=audit-hook",
+                setting="isolation", env_var=ALLOW_AUDIT_HOOK_ENV)
+        if not self._warned:
+            self._warned = True
+            _log.warning(AUDIT_HOOK_WARNING)
+            warnings.warn(AUDIT_HOOK_WARNING, RuntimeWarning, stacklevel=2)
 
     async def close(self) -> None:
         """Stop every worker (and whatever block is still running); waits for a start in
@@ -186,7 +217,9 @@ class WorkerPool:
 
     @property
     def pids(self) -> tuple[int, ...]:
-        return tuple(p.popen.pid for p in self._procs.values() if p.alive)
+        # A worker in a PID namespace of its own reports its pid as the host sees it.
+        return tuple(int((p.info or {}).get("pid") or p.popen.pid)
+                     for p in self._procs.values() if p.alive)
 
     @property
     def uids(self) -> frozenset[int]:
@@ -204,6 +237,7 @@ class WorkerPool:
                 raise self.fatal or SandboxError("the sandbox is closed")
             if proc.alive:
                 return proc
+            self.release(proc, ok=False)  # died while idle: its slot gets a new worker
 
     def release(self, proc: WorkerProc, ok: bool) -> None:
         """Take a worker back: ``ok`` and alive, it is free again; else it is replaced."""

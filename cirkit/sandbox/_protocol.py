@@ -7,7 +7,10 @@ trusts a frame: lengths are bounded and an unknown type ends the block.
 
 from __future__ import annotations
 
+import json
+import re
 import struct
+from typing import Any
 
 __all__ = [
     "CODE",
@@ -20,6 +23,7 @@ __all__ = [
     "FrameBuffer",
     "ProtocolError",
     "frame",
+    "parse_done",
 ]
 
 HEADER = struct.Struct(">cI")
@@ -75,3 +79,37 @@ class FrameBuffer:
     @property
     def pending(self) -> int:
         return len(self._buf)
+
+
+_EXIT_CODE = re.compile(r"exit_code:([0-9]{1,3})")
+#: The reasons a child reports itself; "setup" only before any user code ran.
+_CHILD_REASONS = frozenset({"exception", "memory_limit", "setup"})
+
+
+def parse_done(payload: bytes) -> dict[str, Any]:
+    """The child's final report, checked: the block can write frames itself, so a DONE frame
+    is evidence, not truth. Raises ``ProtocolError`` for anything a real child never sends
+    (negative or non-integer byte counts, an exit status out of 0..255, a reason that does
+    not match the status)."""
+    try:
+        done = json.loads(payload)
+    except ValueError as e:
+        raise ProtocolError(f"a DONE frame that is not JSON: {e}") from None
+    if not isinstance(done, dict):
+        raise ProtocolError("a DONE frame that is not an object")
+    error, code = done.get("error"), done.get("exit")
+    if type(code) is not int or not 0 <= code <= 255:
+        raise ProtocolError(f"a DONE frame with exit status {code!r}")
+    dropped = done.get("dropped", [0, 0])
+    if not isinstance(dropped, list) or len(dropped) != 2 or \
+            any(type(n) is not int or n < 0 for n in dropped):
+        raise ProtocolError(f"a DONE frame with dropped byte counts {dropped!r}")
+    if error is None:
+        ok = code == 0
+    elif isinstance(error, str) and (m := _EXIT_CODE.fullmatch(error)):
+        ok = int(m.group(1)) == code != 0
+    else:
+        ok = error in _CHILD_REASONS and code != 0
+    if not ok:
+        raise ProtocolError(f"a DONE frame whose reason {error!r} does not match exit {code}")
+    return done

@@ -35,8 +35,9 @@ class Sandbox:
     ``tool_handler(tool, args)`` answers ``web_search``/``web_visit`` from inside a block
     (``args`` normalised to ``{"query", "num_results"}`` or ``{"url"}``); it may return a str
     or an object with ``.text`` and ``.key`` (a ``recorders.ToolResult``). ``isolation``:
-    "auto" (a network namespace where the kernel allows it, else the audit hook), "netns"
-    (required) or "audit-hook" (forced, e.g. to test the fallback).
+    "auto" (namespaces; where the kernel refuses them the sandbox does not start unless
+    ``CIRKIT_SANDBOX_ALLOW_AUDIT_HOOK=1`` allows the weaker audit hook), "netns" (required) or
+    "audit-hook" (forced; weaker, and warned about: see docs/concepts/sandbox.md).
 
     ``workers``: fork servers, i.e. blocks that can run at once (default: CPUs + 1). A block
     holds its worker while the parent answers its tool calls, so with live (slow) tools size

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _isolation
+from ._cgroup import BlockCgroup, open_block_cgroup
 from ._child import prepare_worker, run_child
 from ._isolation import AUDIT_HOOK, NETNS
 from ._limits import DEFAULT_PRELOAD
@@ -56,6 +57,9 @@ class Worker:
         self.child_status: tuple[int, float] | None = None
         self.child_tmp = ""
         self.n = 0
+        self.host_pid = os.getpid()
+        self.cgroup: BlockCgroup | None = None
+        self.oom_before = 0
 
     # -- start -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -63,16 +67,34 @@ class Worker:
         _isolation.set_pdeathsig(signal.SIGKILL)  # never outlive the parent
         if os.geteuid() == 0 and a.uid_base > 0:
             self.uid, _lock = _isolation.acquire_uid(a.uid_base, a.uid_count, Path(a.lock_dir))
+        kernel = a.isolation != AUDIT_HOOK
         self.features = _isolation.setup_namespaces(
-            want_netns=a.isolation != AUDIT_HOOK, disk_bytes=a.disk_bytes)
+            want_netns=kernel, disk_bytes=a.disk_bytes, want_pidns=kernel)
         if a.isolation == NETNS and NETNS not in self.features:
             raise RuntimeError("a network namespace was required but the kernel refused it")
+        if "pidns" in self.features:
+            self.host_pid = _isolation.enter_pid_namespace()
+        paths = _python_paths()
+        if kernel:  # before the view hides /sys
+            self.cgroup, why = open_block_cgroup(str(self.host_pid))
+            if self.cgroup is not None:
+                self.features.add("cgroup")
+            else:
+                self.warnings.append(
+                    f"memory is limited per process only ({why}): a block that forks can use "
+                    "up to its process limit times its memory limit")
+        if kernel and "mountns" in self.features:
+            try:
+                _isolation.build_view(paths, a.disk_bytes, pid_ns="pidns" in self.features)
+                self.features.add("fsview")
+            except OSError as e:
+                self.warnings.append(f"no private filesystem view ({e}): blocks see the "
+                                     "host's files their uid may read")
         if self.uid is not None:
             self.features.add("uid")
-            paths = [sys.prefix, sys.base_prefix, sys.exec_prefix,
-                     os.path.dirname(os.path.realpath(sys.executable)),
-                     *(os.path.dirname(p) if os.path.isfile(p) else p for p in sys.path)]
-            if "mountns" in self.features:
+            if "fsview" in self.features:
+                pass  # the view holds the interpreter's directories, open to every uid
+            elif "mountns" in self.features:
                 _isolation.expose(paths)
             elif (closed := _isolation.closed_ancestor(os.path.realpath(sys.prefix))):
                 self.warnings.append(
@@ -111,7 +133,7 @@ class Worker:
         sel = selectors.DefaultSelector()
         sel.register(self.ctrl, selectors.EVENT_READ, "ctrl")
         sel.register(wake_r, selectors.EVENT_READ, "chld")
-        self.send({"ready": True, "pid": os.getpid(), "uid": self.uid,
+        self.send({"ready": True, "pid": self.host_pid, "uid": self.uid,
                    "isolation": self.isolation, "features": sorted(self.features),
                    "warnings": self.warnings})
         try:
@@ -130,6 +152,8 @@ class Worker:
             self.sweep()
             if "mountns" not in self.features and self.tmp_root:
                 shutil.rmtree(self.tmp_root, ignore_errors=True)
+            if self.cgroup is not None:
+                self.cgroup.close()
 
     def on_message(self) -> bool:
         data, fds, _, _ = socket.recv_fds(self.ctrl, 1 << 16, 8)
@@ -164,7 +188,12 @@ class Worker:
         nproc = limits["processes"] + (0 if self.uid is not None else self.base_tasks)
         spec = {"tmpdir": tmp, "uid": self.uid, "gid": gid, "limits": limits,
                 "persistent": bool(msg.get("persistent")), "nproc": nproc,
-                "audit": NETNS not in self.features, "worker": os.getpid()}
+                "audit": NETNS not in self.features, "worker": os.getpid(),
+                "ipcns": "ipcns" in self.features}
+        if self.cgroup is not None:
+            self.cgroup.set_limit(int(limits["memory_bytes"]))
+            self.oom_before = self.cgroup.oom_kills()
+            spec["cgroup_fd"] = self.cgroup.procs_fd
         pid = os.fork()
         if pid == 0:
             run_child(spec, fds)
@@ -250,6 +279,8 @@ class Worker:
         swept, clean = self.sweep()
         msg: dict[str, Any] = {"exited": self.child, "cpu_s": round(cpu, 4), "swept": swept,
                                "clean": clean}
+        if self.cgroup is not None and self.cgroup.oom_kills() > self.oom_before:
+            msg["oom"] = True  # the kernel killed one of the block's processes: over its limit
         if os.WIFSIGNALED(status):
             msg["signal"] = os.WTERMSIG(status)
         else:
@@ -262,6 +293,24 @@ class Worker:
             _isolation.refresh_tmpfs(self.args.disk_bytes)
         else:
             shutil.rmtree(self.child_tmp, ignore_errors=True)
+
+
+def _python_paths() -> list[str]:
+    """The directories the interpreter and its libraries live in: what a block's filesystem
+    view must hold. Not the working directory, nor a source tree put on PYTHONPATH (the
+    project's own files); an installed package's site-packages is kept."""
+    project = str(Path(__file__).resolve().parents[2])
+    out = [sys.prefix, sys.base_prefix, sys.exec_prefix,
+           os.path.dirname(os.path.realpath(sys.executable))]
+    for p in sys.path:
+        p = os.path.dirname(p) if os.path.isfile(p) else p
+        if not p or not os.path.isabs(p) or os.path.realpath(p) in ("/", os.getcwd()):
+            continue
+        if os.path.realpath(p) == project and Path(p).name not in ("site-packages",
+                                                                  "dist-packages"):
+            continue
+        out.append(p)
+    return out
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:

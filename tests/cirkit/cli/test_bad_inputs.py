@@ -242,6 +242,10 @@ CASES = [
                                               str(i.bad_utf8)], ("rec3",)),
     Case("exec latin-1 block", lambda i: ["exec", str(i.bad_utf8), "--mode", "off"]),
     Case("exec binary block", lambda i: ["exec", str(i.binary), "--mode", "off"]),
+    # -- a time limit that is no limit (nan compares False with every bound)
+    *(Case(f"exec --timeout {t}", lambda i, t=t: ["exec", str(i.calls), "--mode", "off",
+                                                  "--timeout", t])
+      for t in ("nan", "inf", "0", "-1")),
     Case("validate latin-1 traces", lambda i: ["validate", str(i.bad_utf8)]),
     Case("validate binary traces", lambda i: ["validate", str(i.binary)]),
     Case("build rl latin-1 questions", lambda i: [

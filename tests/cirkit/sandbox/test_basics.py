@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from cirkit.sandbox import REASONS, ExecResult, Limits, Sandbox
+from cirkit.sandbox import REASONS, ExecResult, Limits, Sandbox, SandboxError
 
 from .conftest import TEST_LIMITS
 
@@ -145,7 +145,7 @@ def test_sync_api_and_limits_override() -> None:
         r = sb.run_sync("import time; time.sleep(5)", timeout=0.3)
         assert r.error == "timeout"
         assert sb.run_sync("print(2)").stdout == "2\n"
-    with pytest.raises(ValueError):
+    with pytest.raises(SandboxError):
         Limits(cpu_time_s=0)
 
 

@@ -59,3 +59,13 @@ def test_exec_timeout_and_tokenizer(tmp_path: Path, tiny_tokenizer_path: Path) -
     out = json.loads(r.stdout)
     assert out["error"] == "timeout"
     assert out["observation"].startswith("```output\nxxx") and "truncated" in out["observation"]
+
+
+def test_exec_in_audit_hook_mode_says_it_is_weaker(tmp_path: Path) -> None:
+    block = tmp_path / "block.py"
+    block.write_text("print('hello')\n")
+    r = CliRunner().invoke(exec_cmd, [str(block), "--isolation", "audit-hook"])
+    assert r.exit_code == 0, r.output
+    assert r.stdout == "```output\nhello\n\n```\n"
+    assert any(line.startswith("warning: the sandbox ran in audit-hook mode")
+               for line in r.stderr.splitlines()), r.stderr

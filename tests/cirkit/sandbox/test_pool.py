@@ -90,12 +90,12 @@ async def test_a_worker_is_lent_to_one_taker_and_replaced_when_given_back_broken
             await asyncio.wait_for(pool.acquire(), 0.2)
         pool.release(proc, ok=True)
         assert await pool.acquire() is proc
-        old_pid = proc.popen.pid
+        old_pid = proc.info["pid"]
         pool.release(proc, ok=False)  # broken: killed, and a new worker takes its slot
         assert not proc.alive
         new = await asyncio.wait_for(pool.acquire(), 30)
         assert new is not proc and new.slot == proc.slot
-        assert pool.pids == (new.popen.pid,) and old_pid not in pool.pids
+        assert pool.pids == (new.info["pid"],) and old_pid not in pool.pids
         assert new.prepared is not None
         pool.release(new, ok=True)
     finally:
