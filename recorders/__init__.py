@@ -26,9 +26,9 @@ from ._errors import (
 )
 from ._merge import MergeConflict, MergeConflictError, MergeResult, merge_stores
 from ._modes import Mode
-from ._pack import PackResult, UnpackResult, pack, read_manifest, unpack
+from ._pack import PackResult, UnpackResult, pack, pack_renderer, read_manifest, unpack
 from ._recorder import Fetch, Recorder, ToolResult
-from ._render import RENDERER_VERSION, RenderOptions, render
+from ._render import RENDERER_VERSION, RENDERER_VERSIONS, RenderOptions, render
 from ._retrieve import (
     RetrieveRequest,
     parse_retrieve,
@@ -44,6 +44,7 @@ __all__ = [
     "ENTRY_VERSION",
     "EXECUTION",
     "RENDERER_VERSION",
+    "RENDERER_VERSIONS",
     "SEARCH",
     "STORE_VERSION",
     "VISIT",
@@ -80,6 +81,7 @@ __all__ = [
     "normalise_query",
     "normalise_url",
     "pack",
+    "pack_renderer",
     "parse_retrieve",
     "read_manifest",
     "render",

@@ -4,6 +4,7 @@ A pack is a gzip'd tar with fixed metadata (mtime 0, uid 0, sorted members), so 
 gives the same bytes. Members, in order::
 
     manifest.json       {"format": "cirkit-pack", "version", "entries", "entries_sha256", "blobs"}
+                        (+ "renderer" for a store rendered under a version other than 1)
     entries.jsonl       one {"key", "entry"} per line, sorted by key
     objects/ab/cdef…    every blob the entries name
 
@@ -28,9 +29,11 @@ from typing import Any
 
 from ._canonical import canonical_json
 from ._errors import PackError, StoreError
+from ._render import RENDERER_VERSIONS
 from ._store import Entry, Store
 
-__all__ = ["PACK_VERSION", "PackResult", "UnpackResult", "pack", "read_manifest", "unpack"]
+__all__ = ["PACK_VERSION", "PackResult", "UnpackResult", "pack", "pack_renderer", "read_manifest",
+           "unpack"]
 
 PACK_VERSION = 1
 _OBJECT = re.compile(r"^objects/([0-9a-f]{2})/([0-9a-f]{62})$")
@@ -72,13 +75,16 @@ def pack(store: Store, dest: str | Path) -> PackResult:
         blobs.update((entry.blob, *entry.refs))
     entries_bytes = b"".join(rows)
     names = sorted(blobs)
-    manifest = canonical_json({
+    meta: dict[str, Any] = {
         "format": "cirkit-pack",
         "version": PACK_VERSION,
         "entries": len(rows),
         "entries_sha256": hashlib.sha256(entries_bytes).hexdigest(),
         "blobs": [[sha, store.blobs.path(sha).stat().st_size] for sha in names],
-    })
+    }
+    if store.renderer != 1:  # a version-1 store packs to the bytes it always did
+        meta["renderer"] = store.renderer
+    manifest = canonical_json(meta)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-pack-", dir=dest.parent)
     try:
@@ -149,8 +155,19 @@ def read_manifest(src: str | Path) -> dict[str, Any]:
     return manifest
 
 
+def pack_renderer(manifest: dict[str, Any]) -> int:
+    """The renderer version the packed store was rendered under (1 if the manifest names
+    none); create the store a pack goes into with it (``Store(path, renderer=...)``)."""
+    renderer: int = manifest.get("renderer", 1)
+    return renderer
+
+
 def _manifest_problem(m: dict[str, Any]) -> str | None:
     """What is wrong with a manifest's fields, or None."""
+    renderer = m.get("renderer", 1)
+    if type(renderer) is not int or renderer not in RENDERER_VERSIONS:
+        return (f"names renderer version {renderer!r}; this cirkit renders versions "
+                + ", ".join(map(str, RENDERER_VERSIONS)))
     for name in ("entries", "entries_sha256", "blobs"):
         if name not in m:
             return f"lacks its {name!r} field"
@@ -185,9 +202,12 @@ def _entries(src: Path, data: bytes) -> list[tuple[str, Entry]]:
 
 
 def unpack(src: str | Path, store: Store, *, overwrite: bool = False) -> UnpackResult:
-    """Merge a pack into ``store``. Raises PackError, naming the member, on any mismatch."""
+    """Merge a pack into ``store``. Raises PackError, naming the member, on any mismatch.
+    An empty store takes the pack's renderer version; a store with entries must have it."""
     src = Path(src)
     manifest = read_manifest(src)
+    renderer = pack_renderer(manifest)
+    adopt = renderer != store.renderer and manifest["entries"] > 0
     expected = {sha: size for sha, size in manifest["blobs"]}
     result = UnpackResult()
     rows: list[tuple[str, Entry]] = []
@@ -202,6 +222,12 @@ def unpack(src: str | Path, store: Store, *, overwrite: bool = False) -> UnpackR
                     if hashlib.sha256(data).hexdigest() != manifest["entries_sha256"]:
                         raise PackError(f"{src}: entries.jsonl does not match its manifest hash")
                     rows = _entries(src, data)
+                    if adopt and len(store):  # checked before any blob is written
+                        raise PackError(
+                            f"{src} holds answers rendered under renderer version {renderer}, "
+                            f"but the store {store.path} renders under version {store.renderer}",
+                            hint="unpack it into a new or empty store, which takes the pack's "
+                                 "renderer version")
                     continue
                 m = _OBJECT.match(ti.name)
                 if m is None or not ti.isfile():
@@ -223,6 +249,8 @@ def unpack(src: str | Path, store: Store, *, overwrite: bool = False) -> UnpackR
     missing = sorted(set(expected) - seen)
     if missing or len(rows) != manifest["entries"]:
         raise PackError(f"{src} is incomplete: {len(missing)} blob(s) of its manifest missing")
+    if adopt:  # an empty store shows the pack's answers as its source did
+        store.set_renderer(renderer)
     for key, entry in rows:
         old = store.get_entry(key)
         if old is None:

@@ -80,7 +80,11 @@ class Recorder:
         for tool, b in self.backends.items():
             if b is not None and b.tool != tool:
                 raise ValueError(f"backend {b.name!r} answers {b.tool}, not {tool}")
-        self.render_options = render_options or RenderOptions()
+        # A store replays under the renderer version it was recorded under, unless the caller
+        # asks for another rendering.
+        if render_options is None:
+            render_options = RenderOptions(store.renderer) if store is not None else RenderOptions()
+        self.render_options = render_options
         self._clock = clock
         self._inflight: dict[str, asyncio.Future[ToolResult]] = {}
         self._rewritten: set[str] = set()

@@ -6,15 +6,16 @@ import recorders.backends
 
 def test_recorders_public_names() -> None:
     assert sorted(recorders.__all__) == sorted([
-        "COMPLETION", "ENTRY_VERSION", "EXECUTION", "Fetch", "RENDERER_VERSION", "SEARCH",
-        "STORE_VERSION", "VISIT", "Backend",
+        "COMPLETION", "ENTRY_VERSION", "EXECUTION", "Fetch", "RENDERER_VERSION",
+        "RENDERER_VERSIONS", "SEARCH", "STORE_VERSION", "VISIT", "Backend",
         "BackendError", "BlobCorruptError",
         "Entry", "InMemoryBackend", "InvalidCallError", "MergeConflict", "MergeConflictError",
         "MergeResult", "MissingCredentialError", "Mode", "PackError", "PackResult",
         "Recorder", "RecordersError", "RenderOptions", "ReplayMissError", "Response",
         "RetrieveRequest", "Store", "StoreError", "StoreInfo", "ToolResult", "UnpackResult",
         "VerifyReport", "canonical_json", "make_backend", "make_key", "merge_stores",
-        "normalise_query", "normalise_url", "pack", "parse_retrieve", "read_manifest", "render",
+        "normalise_query", "normalise_url", "pack", "pack_renderer", "parse_retrieve",
+        "read_manifest", "render",
         "retrieve_answer", "retrieve_document", "stored_search_documents", "unpack",
     ])
     for name in recorders.__all__:

@@ -9,7 +9,16 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from recorders import Store, merge_stores, pack, read_manifest, render, unpack
+from recorders import (
+    RenderOptions,
+    Store,
+    merge_stores,
+    pack,
+    pack_renderer,
+    read_manifest,
+    render,
+    unpack,
+)
 
 from ._errors import Group
 
@@ -74,13 +83,14 @@ def show(path: Path, key: str, data: bool) -> None:
         loaded = st.load(full)
         assert loaded is not None
         entry, blob = loaded
+        renderer = st.renderer
     envelope = json.loads(blob)
     click.echo(json.dumps({"key": full, **entry.to_json()}, indent=2, ensure_ascii=False))
     click.echo("-" * 40)
     if data:
         click.echo(json.dumps(envelope["data"], indent=2, ensure_ascii=False))
     else:
-        click.echo(render(entry.tool, envelope["data"], entry.args))
+        click.echo(render(entry.tool, envelope["data"], entry.args, RenderOptions(renderer)))
 
 
 @store.command()
@@ -122,8 +132,8 @@ def pack_cmd(path: Path, dest: Path) -> None:
 @click.option("--overwrite", is_flag=True, help="On a key recorded in both, take the pack's.")
 def unpack_cmd(src: Path, path: Path, overwrite: bool) -> None:
     """Merge the pack SRC into the store PATH (created if needed), with dedupe."""
-    read_manifest(src)  # fail on a bad pack before creating anything
-    with Store(path) as st:
+    manifest = read_manifest(src)  # fail on a bad pack before creating anything
+    with Store(path, renderer=pack_renderer(manifest)) as st:
         r = unpack(src, st, overwrite=overwrite)
     click.echo(
         f"{r.entries_added} entries added, {r.entries_same} already present, "

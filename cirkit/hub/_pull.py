@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from recorders import Store, UnpackResult, canonical_json, read_manifest, unpack
+from recorders import Store, UnpackResult, canonical_json, pack_renderer, read_manifest, unpack
 
 from ._card import STORE_PATH, HubError, folder_files, parse_card
 from ._errors import check_repo_id, hub_errors
@@ -76,7 +76,7 @@ def _restore_store(result: PullResult, dest: Path, store_dir: Path) -> PullResul
         raise HubError(f"{STORE_PATH} has manifest sha256 {actual}, but the card declares {want}",
                        hint="the pack and the card come from different pushes; push again "
                             "with --with-store")
-    with Store(store_dir) as st:
+    with Store(store_dir, renderer=pack_renderer(read_manifest(src))) as st:
         res = unpack(src, st)
         report = st.verify()
     if not report.ok:

@@ -23,6 +23,7 @@ __all__ = [
     "BOILERPLATE",
     "COOKIE_SECRET",
     "LATIN1_TEXT",
+    "LONG_TITLE",
     "PDF_BYTES",
     "PDF_TEXT",
     "PLAIN_TEXT",
@@ -105,6 +106,16 @@ def _make_pdf(text: str) -> bytes:
 PDF_BYTES = _make_pdf(PDF_TEXT)
 
 
+LONG_TITLE = "Lunar calendar - Example Encyclopedia"
+# A long article whose <title> differs from its <h1> (a site name appended), as on most real
+# sites: the extractor's text opens with the h1, so the renderer puts the title line first.
+_LONG = ("<!doctype html><html><head><meta charset=\"utf-8\">"
+         f"<title>{LONG_TITLE}</title></head><body><article><h1>Lunar calendar</h1>\n"
+         + "".join("<p>" + " ".join(f"w{j}x{i}" for i in range(100)) + ".</p>\n"
+                   for j in range(60))
+         + "</article></body></html>").encode()
+
+
 def _big_page() -> bytes:
     para = b"<p>" + b"filler words for a very large page " * 30 + b"</p>\n"
     head = b"<html><head><title>Big page</title></head><body><article>\n"
@@ -151,6 +162,8 @@ class _SiteHandler(QuietHandler):
         elif path == "/slow":
             time.sleep(3)
             self.send_bytes(200, b"<html><body><p>finally</p></body></html>", html)
+        elif path == "/long":
+            self.send_bytes(200, _LONG, html)
         elif path == "/big":
             self.send_bytes(200, site.big, html)
         elif path == "/plain.txt":

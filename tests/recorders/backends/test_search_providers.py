@@ -67,9 +67,9 @@ def expected_hits(provider: str, q: str, n: int) -> list[tuple[str, str, str]]:
 
 
 def rendered(hits: list[tuple[str, str, str]]) -> str:
-    kept = [h for h in hits if "huggingface" not in h[0]]
+    """II-Researcher's numbering: each hit's place in the provider's list, from 0."""
     return "".join(f"\nIndex: {i}\nURL: {u}\nTitle: {t}\nPreview: {s}\n"
-                   for i, (u, t, s) in enumerate(kept, start=1))
+                   for i, (u, t, s) in enumerate(hits) if "huggingface" not in u)
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
@@ -86,7 +86,8 @@ async def test_results_normalised_and_rendered(
     assert [h["position"] for h in hits] == [1, 2, 3, 4, 5]
     assert result.data["raw"]  # the provider's own JSON is kept
     assert result.status == "ok" and result.backend == provider
-    # The renderer's format, with the huggingface.co hit dropped and the rest renumbered.
+    # The renderer's format, with the huggingface.co hit dropped and the rest keeping their
+    # numbers.
     assert result.text == rendered(want)
     assert "huggingface" not in result.text
     assert result.text.count("\nIndex: ") == 4

@@ -32,6 +32,7 @@ from tests.servers.site import (
     BOILERPLATE,
     COOKIE_SECRET,
     LATIN1_TEXT,
+    LONG_TITLE,
     PDF_BYTES,
     PDF_TEXT,
     PLAIN_TEXT,
@@ -81,6 +82,19 @@ async def test_meta_charset_decoded(site: Site, store: Store) -> None:
     assert LATIN1_TEXT in result.data["text"]
     assert "Crème brûlée à Genève" in result.text
     assert "\ufffd" not in result.data["text"]
+
+
+async def test_the_5000_word_cap_counts_the_title_line(site: Site, tmp_path: Path) -> None:
+    """A 6000-word page whose title is put before its text: the model sees 5000 words in all
+    (renderer version 1, which old stores replay under, capped the text and added the title)."""
+    new = await recorder(Store(tmp_path / "new"), DirectFetch(**SITE)).web_visit(
+        site.url("/long"))
+    assert len(new.data["text"].split()) > 6000
+    assert new.text.startswith(LONG_TITLE + "\n# Lunar calendar\n")
+    assert len(new.text.split()) == 5000
+    old = await recorder(Store(tmp_path / "old", renderer=1), DirectFetch(**SITE)).web_visit(
+        site.url("/long"))
+    assert len(old.text.split()) == 5000 + len(LONG_TITLE.split())
 
 
 async def test_pdf_text(site: Site, store: Store) -> None:
