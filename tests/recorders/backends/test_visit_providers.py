@@ -32,6 +32,9 @@ from tests.servers.site import (
     BOILERPLATE,
     COOKIE_SECRET,
     LATIN1_TEXT,
+    LIGATURE_PDF_BYTES,
+    LIGATURE_PDF_TEXT,
+    LIGATURE_PDF_TITLE,
     LONG_TITLE,
     PDF_BYTES,
     PDF_TEXT,
@@ -95,6 +98,19 @@ async def test_the_5000_word_cap_counts_the_title_line(site: Site, tmp_path: Pat
     old = await recorder(Store(tmp_path / "old", renderer=1), DirectFetch(**SITE)).web_visit(
         site.url("/long"))
     assert len(old.text.split()) == 5000 + len(LONG_TITLE.split())
+
+
+async def test_pdf_ligatures_are_spelled_out_and_lines_trimmed(site: Site, store: Store) -> None:
+    """A typeset PDF's ligature glyphs (ToUnicode U+FB01, U+FB00) and pypdf's leading tabs:
+    the model reads plain letters and trimmed lines, as from an HTML page; the raw bytes keep
+    the original."""
+    result = await recorder(store, DirectFetch(**SITE)).web_visit(site.url("/ligatures.pdf"))
+    data = result.data
+    assert data["extractor"] == "pypdf"
+    assert data["text"] == LIGATURE_PDF_TEXT and data["title"] == LIGATURE_PDF_TITLE
+    assert result.text == f"{LIGATURE_PDF_TITLE}\n{LIGATURE_PDF_TEXT}"
+    assert not any(0xFB00 <= ord(c) <= 0xFB06 or c == "\t" for c in result.text)
+    assert store.blobs.get(data["raw_blob"]) == LIGATURE_PDF_BYTES
 
 
 async def test_pdf_text(site: Site, store: Store) -> None:
