@@ -15,6 +15,7 @@ from ._modes import Mode
 from ._render import RenderOptions, render
 from ._store import Entry, Store
 from .backends import Backend, Response
+from .backends._base import POLICY_REFUSAL
 
 __all__ = ["Fetch", "Recorder", "ToolResult", "scrub"]
 
@@ -157,12 +158,22 @@ class Recorder:
     def _track(self, tool: str, key: str, norm: dict[str, Any]) -> ToolResult | None:
         """Note the key as used; the stored answer if the mode reads the store first (replay,
         auto, and rewrite for a key already rewritten) and it has one. Every stored answer is
-        served here, at once: no await, no closure, no single-flight."""
+        served here, at once: no await, no closure, no single-flight; except, in auto mode, a
+        refusal by cirkit's own policy, which is asked again (see ``POLICY_REFUSAL``)."""
         if self._track_keys:
             self._used.setdefault(key)
         if self._store_first or key in self._rewritten:
-            return self._replay(tool, key, norm)
+            hit = self._replay(tool, key, norm, count=False)
+            if hit is None or (hit.status == POLICY_REFUSAL and self._reasks(tool)):
+                return None
+            self.counts["replayed"] += 1
+            return hit
         return None
+
+    def _reasks(self, tool: str) -> bool:
+        """Whether a stored refusal by cirkit's own policy is asked again: in auto mode, with
+        a backend to ask (the policy may have changed since; strict replay shows it as is)."""
+        return self._mode is Mode.AUTO and self.backends.get(tool) is not None
 
     async def _fetch_once(
         self, tool: str, key: str, norm: dict[str, Any], fetch: Fetch, backend: str,
@@ -202,6 +213,10 @@ class Recorder:
             self.counts["live"] += 1
             return self._result(tool, key, norm, resp.data, resp.status, backend, False)
         assert self.store is not None
+        if mode is Mode.AUTO and resp.status == POLICY_REFUSAL:
+            stored = self._replay(tool, key, norm)  # still refused: the store stays as it was
+            if stored is not None and stored.status == POLICY_REFUSAL:
+                return stored
         self._record(key, tool, norm, resp, backend, secrets, latency_ms)
         if mode is Mode.REWRITE:
             self._rewritten.add(key)

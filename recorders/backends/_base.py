@@ -16,7 +16,14 @@ from typing import Any, Protocol, runtime_checkable
 from recorders._canonical import SEARCH, VISIT, canonical_json
 from recorders._errors import MissingCredentialError
 
-__all__ = ["Backend", "InMemoryBackend", "Response", "require_env", "search_data", "visit_data"]
+__all__ = ["POLICY_REFUSAL", "Backend", "InMemoryBackend", "Response", "require_env",
+           "search_data", "visit_data"]
+
+#: The status of an answer cirkit gave itself, by its own policy, without asking anyone (a
+#: private or loopback URL while ``CIRKIT_ALLOW_PRIVATE_URLS`` is unset). It is recorded, so
+#: strict replay shows it again, but in ``auto`` mode the Recorder asks the backend again: once
+#: the policy allows the URL, the real page replaces the refusal.
+POLICY_REFUSAL = "blocked_url"
 
 
 @dataclass(slots=True)

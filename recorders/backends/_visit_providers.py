@@ -23,7 +23,7 @@ import httpx
 
 from recorders._canonical import VISIT
 
-from ._base import Response, visit_data
+from ._base import POLICY_REFUSAL, Response, visit_data
 from ._http import DEFAULT_MAX_BYTES, Fetched, redact_url
 from ._provider import Provider
 
@@ -263,7 +263,7 @@ class DirectFetch(_ProviderVisit):
                 follow_redirects=True, accept_4xx=True, accept_5xx=True,
             )
         except BlockedURL as e:
-            return _refused(url, str(e), status="blocked_url")
+            return _refused(url, str(e), status=POLICY_REFUSAL)
         ctype = got.headers.get("content-type", "")
         mime = ctype.split(";")[0].strip().lower()
         charset = _charset(ctype)

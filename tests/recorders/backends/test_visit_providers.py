@@ -328,9 +328,37 @@ def test_charset_precedence() -> None:
 async def test_private_addresses_are_refused_by_default(site: Any,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """Model-written code picks the URLs: loopback and private hosts are off limits unless
-    allowed, and a recorded refusal replays like any answer."""
+    allowed."""
     monkeypatch.delenv("CIRKIT_ALLOW_PRIVATE_URLS", raising=False)
     for url in (site.url("/article"), "http://169.254.169.254/latest/meta-data/"):
         resp = await DirectFetch(**FAST).handle({"url": url})
         assert resp.status == "blocked_url"
         assert "non-public address" in resp.data["error"]
+
+
+async def test_a_refusal_by_cirkits_own_policy_is_not_an_answer(
+        site: Site, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loopback URL refused while CIRKIT_ALLOW_PRIVATE_URLS is unset is recorded (strict
+    replay shows the refusal again), but auto mode asks again: once the variable is set, the
+    real page replaces it."""
+    monkeypatch.delenv("CIRKIT_ALLOW_PRIVATE_URLS", raising=False)
+    url, hits = site.url("/article"), site.count("/article")
+    refused = await recorder(store, DirectFetch(**FAST)).web_visit(url)
+    assert refused.status == "blocked_url" and "CIRKIT_ALLOW_PRIVATE_URLS=1" in refused.text
+    assert site.count("/article") == hits and len(store) == 1
+    entry = store.get_entry(refused.key)
+    # Asked again while still refused: the same refusal, the store untouched.
+    again = await recorder(store, DirectFetch(**FAST)).web_visit(url)
+    assert again.text == refused.text and store.get_entry(refused.key) == entry
+    replayed = await recorder(store, None, mode="replay").web_visit(url)
+    assert replayed.from_store and replayed.text == refused.text
+
+    monkeypatch.setenv("CIRKIT_ALLOW_PRIVATE_URLS", "1")
+    page = await recorder(store, DirectFetch(**FAST)).web_visit(url)
+    assert page.status == "ok" and ARTICLE_MAIN in page.text
+    assert site.count("/article") == hits + 1
+    replayed = await recorder(store, None, mode="replay").web_visit(url)
+    assert replayed.from_store and replayed.text == page.text and len(store) == 1
+    # An answer is an answer: auto mode serves it from the store from now on.
+    assert (await recorder(store, DirectFetch(**FAST)).web_visit(url)).from_store
+    assert site.count("/article") == hits + 1
