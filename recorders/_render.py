@@ -47,7 +47,8 @@ class RenderOptions:
     first_index: int | None = None
     #: A hit keeps its place in the provider's list when an earlier one is dropped (gaps).
     keep_index: bool | None = None
-    #: Prepend Serper's answer box and knowledge graph to the hits (not in the reference).
+    #: Put Serper's answer box and knowledge graph (a direct answer, such as the team that won)
+    #: before the hits. Off by default: the reference client shows the organic hits only.
     answer_box: bool = False
 
     def __post_init__(self) -> None:
@@ -99,28 +100,33 @@ def _render_search(data: Mapping[str, Any], num: int, opts: RenderOptions) -> st
 
 
 def _answer_boxes(raw: Any) -> str:
-    """Serper's ``answerBox`` and ``knowledgeGraph`` (stored in ``raw``) as hit-like blocks."""
+    """Serper's ``answerBox`` and ``knowledgeGraph`` (kept in ``raw``), each as a block laid
+    out like a hit, before the hits; other providers' ``raw`` has neither."""
     if not isinstance(raw, Mapping):
         return ""
     out = []
     box = raw.get("answerBox")
     if isinstance(box, Mapping):
-        answer = box.get("answer") or box.get("snippet") or ""
-        lines = [f"{k}: {v}" for k, v in (("Title", box.get("title")), ("URL", box.get("link")),
-                                         ("Answer", answer)) if isinstance(v, str) and v]
-        if lines:
-            out.append("\nAnswer box:\n" + "\n".join(lines) + "\n")
+        out.append(_block("Answer box", (
+            ("Title", box.get("title")), ("URL", box.get("link")),
+            ("Answer", box.get("answer") or box.get("snippet")))))
     kg = raw.get("knowledgeGraph")
     if isinstance(kg, Mapping):
-        lines = [f"{k}: {v}" for k, v in (("Title", kg.get("title")), ("Type", kg.get("type")),
-                                         ("Description", kg.get("description")))
-                 if isinstance(v, str) and v]
         attrs = kg.get("attributes")
-        if isinstance(attrs, Mapping):
-            lines += [f"{k}: {v}" for k, v in attrs.items() if isinstance(v, str | int | float)]
-        if lines:
-            out.append("\nKnowledge graph:\n" + "\n".join(lines) + "\n")
+        out.append(_block("Knowledge graph", (
+            ("Title", kg.get("title")), ("Type", kg.get("type")),
+            ("URL", kg.get("descriptionLink") or kg.get("website")),
+            ("Description", kg.get("description")),
+            *(attrs.items() if isinstance(attrs, Mapping) else ()))))
     return "".join(out)
+
+
+def _block(name: str, fields: tuple[tuple[Any, Any], ...]) -> str:
+    """``\n{name}:\n{field}: {value}\n...`` over the fields with a text or number value."""
+    lines = [f"{k}: {v}" for k, v in fields
+             if isinstance(k, str) and isinstance(v, str | int | float) and str(v).strip()
+             and not isinstance(v, bool)]
+    return f"\n{name}:\n" + "\n".join(lines) + "\n" if lines else ""
 
 
 def clean_page_text(text: str, max_words: int) -> str:

@@ -72,7 +72,8 @@ class _ProviderSearch(Provider):
 
 class SerperSearch(_ProviderSearch):
     """Google results via serper.dev, the provider the CIR demo used. ``answerBox`` and
-    ``knowledgeGraph`` stay in ``raw`` only."""
+    ``knowledgeGraph`` stay in ``raw`` (not hits); ``RenderOptions(answer_box=True)`` shows
+    them to the model."""
 
     name = "serper"
     key_env = "SERPER_API_KEY"

@@ -20,7 +20,8 @@ import pytest
 
 from ._loopback import QuietHandler, serve
 
-__all__ = ["API_KEY", "PROVIDER_COOKIE", "Providers", "fake_hits", "providers"]
+__all__ = ["API_KEY", "PROVIDER_COOKIE", "SERPER_BOXES", "WORLD_CUP", "Providers", "fake_hits",
+           "providers"]
 
 API_KEY = "sk-test-CIRKIT-SECRET-0123456789"
 PROVIDER_COOKIE = "SECRETCOOKIE123"
@@ -42,6 +43,29 @@ def fake_hits(query: str, n: int) -> list[dict[str, Any]]:
                     "snippet": f"Snippet {i} about {query}.", "date": f"2024-01-{i:02d}",
                     "score": round(1.0 - i / 20, 3)})
     return out
+
+
+WORLD_CUP = "who won the 2018 fifa world cup"
+#: Serper's direct-answer blocks for a query, in the shape serper.dev returns them: an
+#: ``answerBox`` (title, link, answer or snippet) and a ``knowledgeGraph`` (title, type,
+#: description with its source and link, attributes, website and image).
+SERPER_BOXES: dict[str, dict[str, Any]] = {
+    WORLD_CUP: {
+        "answerBox": {"title": "2018 FIFA World Cup / Champions",
+                      "link": "https://en.wikipedia.org/wiki/2018_FIFA_World_Cup",
+                      "answer": "France"},
+        "knowledgeGraph": {
+            "title": "2018 FIFA World Cup", "type": "Football tournament",
+            "imageUrl": "https://example.org/img/2018-world-cup.png",
+            "description": "The 2018 FIFA World Cup was the 21st FIFA World Cup, held in "
+                           "Russia from 14 June to 15 July 2018.",
+            "descriptionSource": "Wikipedia",
+            "descriptionLink": "https://en.wikipedia.org/wiki/2018_FIFA_World_Cup",
+            "attributes": {"Champions": "France", "Runners-up": "Croatia",
+                           "Host country": "Russia", "Dates": "14 Jun - 15 Jul 2018"},
+        },
+    },
+}
 
 
 @dataclass
@@ -144,8 +168,9 @@ class _ProviderHandler(QuietHandler):
                     "position": i, **({"date": h["date"]} if i % 2 else {})}
                    for i, h in enumerate(fake_hits(q, n), start=1)]
         self._reply(200, {"searchParameters": {"q": q, "num": n, "type": "search"},
-                          "answerBox": {"answer": f"The answer about {q}"},
-                          "knowledgeGraph": {"title": q, "type": "Topic"},
+                          **SERPER_BOXES.get(q, {
+                              "answerBox": {"answer": f"The answer about {q}"},
+                              "knowledgeGraph": {"title": q, "type": "Topic"}}),
                           "organic": organic, "credits": 1})
 
     def _serper_scrape(self, method: str, path: str, query: dict[str, str], body: Any) -> None:

@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 
-from recorders import BackendError, MissingCredentialError, Recorder, Store, make_backend
+from recorders import (
+    BackendError,
+    MissingCredentialError,
+    Recorder,
+    RenderOptions,
+    Store,
+    make_backend,
+)
 from recorders.backends import (
     BraveSearch,
     HttpClient,
@@ -22,7 +29,7 @@ from recorders.backends import (
     TavilySearch,
     redact_url,
 )
-from tests.servers.providers import API_KEY, Providers, fake_hits
+from tests.servers.providers import API_KEY, WORLD_CUP, Providers, fake_hits
 
 FAST: dict[str, Any] = {"timeout": 5.0, "retries": 3, "backoff": 0.01}
 QUERY = "tidal locking of the moon"
@@ -91,6 +98,34 @@ async def test_results_normalised_and_rendered(
     assert result.text == rendered(want)
     assert "huggingface" not in result.text
     assert result.text.count("\nIndex: ") == 4
+
+
+async def test_serper_answer_boxes_are_shown_on_request(providers: Providers,
+                                                         tmp_path: Path) -> None:
+    """Serper's answerBox and knowledgeGraph carry the direct answer (the team that won); the
+    reference layout leaves them out, RenderOptions(answer_box=True) puts them first."""
+    store = Store(tmp_path / "store")
+    serper = factories(providers)["serper"](**FAST)
+    plain = await Recorder(store, search=serper).web_search(WORLD_CUP, 3)
+    assert "France" not in plain.text and plain.text.startswith("\nIndex: 0\n")
+    boxed = await Recorder(store, mode="replay",
+                           render_options=RenderOptions(answer_box=True)).web_search(WORLD_CUP, 3)
+    assert boxed.from_store and providers.requests == 1  # a rendering, not a new recording
+    assert boxed.text == (
+        "\nAnswer box:\nTitle: 2018 FIFA World Cup / Champions\n"
+        "URL: https://en.wikipedia.org/wiki/2018_FIFA_World_Cup\nAnswer: France\n"
+        "\nKnowledge graph:\nTitle: 2018 FIFA World Cup\nType: Football tournament\n"
+        "URL: https://en.wikipedia.org/wiki/2018_FIFA_World_Cup\n"
+        "Description: The 2018 FIFA World Cup was the 21st FIFA World Cup, held in Russia from "
+        "14 June to 15 July 2018.\n"
+        # attributes in key order: the store keeps JSON canonical (sorted keys)
+        "Champions: France\nDates: 14 Jun - 15 Jul 2018\nHost country: Russia\n"
+        "Runners-up: Croatia\n" + plain.text)
+    # A provider without the blocks renders as without the option.
+    tavily = factories(providers)["tavily"](**FAST)
+    t = await Recorder(Store(tmp_path / "tavily"), search=tavily,
+                       render_options=RenderOptions(answer_box=True)).web_search(WORLD_CUP, 3)
+    assert not t.from_store and t.text.startswith("\nIndex: 0\n")
 
 
 async def test_provider_extras_are_kept(providers: Providers) -> None:
