@@ -14,8 +14,7 @@ from ._errors import InvalidCallError, RecordersError, ReplayMissError, StoreErr
 from ._modes import Mode
 from ._render import RenderOptions, render
 from ._store import Entry, Store
-from .backends import Backend, Response
-from .backends._base import POLICY_REFUSAL
+from .backends import POLICY_REFUSAL, Backend, Response
 
 __all__ = ["Fetch", "Recorder", "ToolResult", "scrub"]
 
@@ -235,10 +234,20 @@ class Recorder:
         refs = tuple(self.store.blobs.put(scrub(b, secrets)) for b in resp.extra_blobs)
         envelope = {"version": 1, "tool": tool, "data": resp.data}
         blob = self.store.blobs.put(scrub(canonical_json(envelope), secrets))
-        entry = Entry(blob=blob, tool=tool, args=norm, backend=backend,
-                      recorded_at=round(self._clock(), 3), latency_ms=latency_ms,
-                      status=resp.status, refs=refs)
+        at = round(self._clock(), 3)
+        entry = Entry(blob=blob, tool=tool, args=norm, backend=backend, recorded_at=at,
+                      latency_ms=latency_ms, status=resp.status, refs=refs)
         self.store.put_entry(key, entry)
+        for url, page in resp.documents.items():
+            # The documents a corpus search returned, as the answers to visits of their
+            # corpus:// URLs: web_visit resolves them through the store, in any mode.
+            doc_key, doc_norm = make_key(VISIT, {"url": url})
+            if doc_key in self.store:
+                continue
+            doc_blob = self.store.blobs.put(scrub(canonical_json(
+                {"version": 1, "tool": VISIT, "data": page}), secrets))
+            self.store.put_entry(doc_key, Entry(blob=doc_blob, tool=VISIT, args=doc_norm,
+                                                backend=backend, recorded_at=at, latency_ms=0.0))
 
     def _replay(
         self, tool: str, key: str, norm: dict[str, Any], *, count: bool = True

@@ -24,7 +24,8 @@ def test_recorders_public_names() -> None:
 
 def test_backends_public_names() -> None:
     assert sorted(recorders.backends.__all__) == sorted([
-        "DEFAULT_MAX_BYTES", "SEARCH_BACKENDS", "VISIT_BACKENDS", "Backend", "BraveSearch",
+        "DEFAULT_MAX_BYTES", "POLICY_REFUSAL", "SEARCH_BACKENDS", "VISIT_BACKENDS", "Backend",
+        "BraveSearch",
         "Corpus", "DirectFetch", "HttpClient", "InMemoryBackend", "JinaReader", "LocalSearch",
         "LocalVisit", "Response", "RetrievalSearch", "RetryPolicy", "SearxngSearch",
         "SerperScrape", "SerperSearch", "TavilySearch", "build_demo_corpus", "cache_dir",

@@ -20,8 +20,8 @@ import pytest
 
 from ._loopback import QuietHandler, serve
 
-__all__ = ["API_KEY", "PROVIDER_COOKIE", "SERPER_BOXES", "WORLD_CUP", "Providers", "fake_hits",
-           "providers"]
+__all__ = ["API_KEY", "PROVIDER_COOKIE", "SEARCH_R1_DOCS", "SERPER_BOXES", "WORLD_CUP",
+           "Providers", "fake_hits", "providers"]
 
 API_KEY = "sk-test-CIRKIT-SECRET-0123456789"
 PROVIDER_COOKIE = "SECRETCOOKIE123"
@@ -44,6 +44,46 @@ def fake_hits(query: str, n: int) -> list[dict[str, Any]]:
                     "score": round(1.0 - i / 20, 3)})
     return out
 
+
+#: Search-R1's documents without id or URL, per query, as its servers send them: BM25 over a
+#: corpus with stored contents (search_r1/search/retrieval_server.py: ``{title, text,
+#: contents}``, wiki-18's quoted title line) and the online-search proxy
+#: (serp_search_server.py: ``{"document": {"contents"}}``, no score).
+SEARCH_R1_DOCS: dict[str, list[dict[str, Any]]] = {
+    "bm25 aaron": [
+        {"document": {"title": "Aaron",
+                      "text": "Aaron is a prophet, high priest, and the brother of Moses in "
+                              "the Abrahamic religions. Knowledge of Aaron, along with his "
+                              "brother Moses, comes exclusively from religious texts, such as "
+                              "the Bible and Quran. The Hebrew Bible relates that, unlike "
+                              "Moses, who grew up in the Egyptian royal court, Aaron and his "
+                              "elder sister Miriam remained with their kinsmen in the eastern "
+                              "border-land of Egypt (Goshen).",
+                      "contents": "\"Aaron\"\nAaron is a prophet, high priest, and the "
+                                  "brother of Moses in the Abrahamic religions. Knowledge of "
+                                  "Aaron, along with his brother Moses, comes exclusively from "
+                                  "religious texts, such as the Bible and Quran. The Hebrew "
+                                  "Bible relates that, unlike Moses, who grew up in the "
+                                  "Egyptian royal court, Aaron and his elder sister Miriam "
+                                  "remained with their kinsmen in the eastern border-land of "
+                                  "Egypt (Goshen)."},
+         "score": 12.5},
+        {"document": {"title": "Aaron",
+                      "text": "When Moses first confronted the Egyptian king about them, Aaron "
+                              "served as his brother's spokesman to Pharaoh.",
+                      "contents": "\"Aaron\"\nWhen Moses first confronted the Egyptian king "
+                                  "about them, Aaron served as his brother's spokesman to "
+                                  "Pharaoh."},
+         "score": 11.0},
+    ],
+    "online night watch": [
+        {"document": {"contents": "\"The Night Watch - Rijksmuseum\"\nThe Night Watch is "
+                                  "Rembrandt's most famous painting, completed in 1642."}},
+        {"document": {"contents": "\"The Night Watch - Wikipedia\"\nMilitia Company of "
+                                  "District II under the Command of Captain Frans Banninck "
+                                  "Cocq, also known as The Night Watch."}},
+    ],
+}
 
 WORLD_CUP = "who won the 2018 fifa world cup"
 #: Serper's direct-answer blocks for a query, in the shape serper.dev returns them: an
@@ -238,6 +278,9 @@ class _ProviderHandler(QuietHandler):
         queries, k = list(body.get("queries", [])), int(body.get("topk", 3))
         result = []
         for q in queries:
+            if q in SEARCH_R1_DOCS:
+                result.append(SEARCH_R1_DOCS[q][:k])
+                continue
             docs = []
             for i, h in enumerate(fake_hits(q, k), start=1):
                 doc: dict[str, Any] = {

@@ -3,6 +3,7 @@ rendering, retries, auth failures and missing credentials."""
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -29,7 +30,7 @@ from recorders.backends import (
     TavilySearch,
     redact_url,
 )
-from tests.servers.providers import API_KEY, WORLD_CUP, Providers, fake_hits
+from tests.servers.providers import API_KEY, SEARCH_R1_DOCS, WORLD_CUP, Providers, fake_hits
 
 FAST: dict[str, Any] = {"timeout": 5.0, "retries": 3, "backoff": 0.01}
 QUERY = "tidal locking of the moon"
@@ -67,7 +68,8 @@ def expected_hits(provider: str, q: str, n: int) -> list[tuple[str, str, str]]:
         if provider == "retrieval":
             url = h["url"] if "huggingface" in h["url"] else f"corpus://{q.replace(' ', '-')}-{i}"
             words = (h["snippet"] + " " + "more corpus words " * 40).split()
-            out.append((url, h["title"], " ".join(words[:60])))
+            # the local backend's preview rule: 50 words, then " ..." as the text goes on
+            out.append((url, h["title"], " ".join(words[:50]) + " ..."))
         else:
             out.append((h["url"], h["title"], h["snippet"]))
     return out
@@ -98,6 +100,42 @@ async def test_results_normalised_and_rendered(
     assert result.text == rendered(want)
     assert "huggingface" not in result.text
     assert result.text.count("\nIndex: ") == 4
+
+
+@pytest.mark.parametrize("query", ["bm25 aaron", "online night watch"])
+async def test_search_r1_documents_without_id_or_url_get_visitable_urls(
+        query: str, providers: Providers, tmp_path: Path) -> None:
+    """Search-R1's BM25 server and online-search proxy send documents with neither id nor URL:
+    each hit gets corpus://sha256-<16 hex of its contents>, the same in every search, and a
+    visit of it is answered from the store (the document's full text), even in strict replay."""
+    store = Store(tmp_path / "store")
+    result = await Recorder(store, search=factories(providers)["retrieval"](**FAST)
+                            ).web_search(query, 2)
+    docs = [d["document"] for d in SEARCH_R1_DOCS[query]]
+    urls = ["corpus://sha256-" + hashlib.sha256(d["contents"].encode()).hexdigest()[:16]
+            for d in docs]
+    assert [h["url"] for h in result.data["results"]] == urls and len(set(urls)) == 2
+    assert "URL: corpus://\n" not in result.text and f"URL: {urls[1]}\n" in result.text
+    replay = Recorder(Store(tmp_path / "store", readonly=True), mode="replay")
+    for url, doc in zip(urls, docs, strict=True):
+        title, _, text = doc["contents"].partition("\n")
+        page = await replay.web_visit(url)
+        assert page.from_store and page.status == "ok"
+        assert (page.data["title"], page.data["text"]) == (title.strip('"'), text)
+        assert page.text.endswith(text)  # the full text, not the preview
+    # Stable: another search (another store) names the same documents by the same URLs.
+    again = await Recorder(Store(tmp_path / "other"), search=factories(providers)["retrieval"](
+        **FAST)).web_search(query, 2)
+    assert [h["url"] for h in again.data["results"]] == urls
+
+
+async def test_corpus_previews_end_in_dots_when_cut(providers: Providers) -> None:
+    """One preview rule for the retrieval and local backends: 50 words, then " ..."."""
+    hits = (await factories(providers)["retrieval"](**FAST).handle(
+        {"query": "bm25 aaron", "num_results": 2})).data["results"]
+    first, second = (d["document"]["text"] for d in SEARCH_R1_DOCS["bm25 aaron"])
+    assert hits[0]["snippet"] == " ".join(first.split()[:50]) + " ..."
+    assert hits[1]["snippet"] == second  # short: as it is
 
 
 async def test_serper_answer_boxes_are_shown_on_request(providers: Providers,
