@@ -165,6 +165,7 @@ class StoreInfo:
     by_backend: dict[str, int]
     blobs: int
     blob_bytes: int
+    renderer: int = 1  # the renderer version its answers are shown under
 
 
 @dataclass(slots=True)
@@ -393,7 +394,7 @@ class Store:
         names = list(self.blobs.names())
         size = sum(self.blobs.path(s).stat().st_size for s in names)
         return StoreInfo(str(self.path), STORE_VERSION, n, dict(sorted(by_tool.items())),
-                         dict(sorted(by_backend.items())), len(names), size)
+                         dict(sorted(by_backend.items())), len(names), size, self.renderer)
 
     def verify(self) -> VerifyReport:
         """Rehash every blob and check every entry's references."""

@@ -45,6 +45,7 @@ def info(path: Path) -> None:
     t = Table(show_header=False, box=None)
     t.add_row("store", i.path)
     t.add_row("version", str(i.version))
+    t.add_row("renderer", str(i.renderer))
     t.add_row("entries", str(i.entries))
     for k, v in i.by_tool.items():
         t.add_row(f"  {k}", str(v))
