@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -262,3 +263,26 @@ async def test_the_renderer_version_travels_with_packs_and_merges(tmp_path: Path
     with pytest.raises(StoreError, match="different renderer versions"):
         merge_stores([tmp_path / "old", tmp_path / "new2"], tmp_path / "mixed")
     assert not (tmp_path / "mixed").exists()
+
+
+_DATA = Path(__file__).parent / "data"
+
+
+async def test_a_pack_made_by_the_renderer_1_cirkit_replays_byte_for_byte(tmp_path: Path) -> None:
+    """tests/recorders/data/renderer-v1.cirpack was packed, and renderer-v1-observations.json
+    written, by cirkit before renderer version 2 (commit 802a8da): searches with a dropped
+    Hugging Face hit, a 6000-word page with a title line, a 404, a Hugging Face visit. Unpacked
+    and replayed today, every call has the same key and shows the same bytes."""
+    calls = json.loads((_DATA / "renderer-v1-observations.json").read_text("utf-8"))
+    manifest = read_manifest(_DATA / "renderer-v1.cirpack")
+    assert "renderer" not in manifest
+    store = Store(tmp_path / "store")  # made by today's cirkit; it takes the pack's version
+    unpack(_DATA / "renderer-v1.cirpack", store)
+    assert store.renderer == 1
+    replay = Recorder(Store(tmp_path / "store", readonly=True), mode="replay")
+    for call in calls:
+        got = await replay.call(call["tool"], call["args"])
+        assert (got.key, got.text) == (call["key"], call["text"]), call["args"]
+    # Today's rendering of the same answers differs (that is what the version keeps apart).
+    today = Recorder(store, mode="replay", render_options=RenderOptions())
+    assert (await today.call(calls[0]["tool"], calls[0]["args"])).text.startswith("\nIndex: 0")
