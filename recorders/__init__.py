@@ -28,10 +28,10 @@ from ._errors import (
 )
 from ._merge import MergeConflict, MergeConflictError, MergeResult, merge_stores
 from ._modes import Mode
-from ._pack import PackResult, UnpackResult, pack, read_manifest, unpack
+from ._pack import PackResult, UnpackResult, pack, pack_renderer, read_manifest, unpack
 from ._payload import PAYLOAD_VERSION
 from ._recorder import Fetch, Recorder, ToolResult
-from ._render import RENDERER_VERSION, RenderOptions, render
+from ._render import RENDERER_VERSION, RENDERER_VERSIONS, RenderOptions, render
 from ._repair import ReindexReport, reindex
 from ._retrieve import (
     RetrieveRequest,
@@ -51,6 +51,7 @@ __all__ = [
     "MAX_URL_CHARS",
     "PAYLOAD_VERSION",
     "RENDERER_VERSION",
+    "RENDERER_VERSIONS",
     "SEARCH",
     "STORE_VERSION",
     "VISIT",
@@ -88,6 +89,7 @@ __all__ = [
     "normalise_query",
     "normalise_url",
     "pack",
+    "pack_renderer",
     "parse_retrieve",
     "read_manifest",
     "reindex",

@@ -98,6 +98,13 @@ def merge_stores(sources: Sequence[str | os.PathLike[str]],
     _check_into(dest, paths)
     stores = [Store(p, readonly=True) for p in paths]
     try:
+        renderers = sorted({st.renderer for st in stores})
+        if len(renderers) > 1:
+            raise StoreError(
+                "the stores are rendered under different renderer versions ("
+                + ", ".join(f"{p}: {st.renderer}" for p, st in zip(paths, stores, strict=True))
+                + "); a merged store would show some answers differently",
+                hint="merge stores of one renderer version", setting="store")
         chosen: dict[str, tuple[Entry, int]] = {}
         held: dict[str, list[tuple[int, Entry]]] = {}
         duplicates = 0
@@ -120,20 +127,20 @@ def merge_stores(sources: Sequence[str | os.PathLike[str]],
         ]
         if conflicts:
             raise MergeConflictError(conflicts, dest)
-        return _write(chosen, stores, dest, duplicates)
+        return _write(chosen, stores, dest, duplicates, renderers[0])
     finally:
         for st in stores:
             st.close()
 
 
 def _write(chosen: dict[str, tuple[Entry, int]], stores: list[Store], dest: Path,
-           duplicates: int) -> MergeResult:
+           duplicates: int, renderer: int) -> MergeResult:
     """Build the merged store beside ``dest``, then rename it into place."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.merging-", dir=dest.parent))
     try:
         copied: set[str] = set()
-        with Store(tmp / "store") as out:
+        with Store(tmp / "store", renderer=renderer) as out:
             for key in sorted(chosen):
                 entry, i = chosen[key]
                 for sha in (entry.blob, *entry.refs):

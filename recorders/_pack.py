@@ -4,6 +4,7 @@ A pack is a gzip'd tar with fixed metadata (mtime 0, uid 0, sorted members), so 
 gives the same bytes. Members, in order::
 
     manifest.json       {"format": "cirkit-pack", "version", "entries", "entries_sha256", "blobs"}
+                        (+ "renderer" for a store rendered under a version other than 1)
     entries.jsonl       one {"key", "entry"} per line, sorted by key
     objects/ab/cdef…    every blob the entries name
 
@@ -33,10 +34,12 @@ from ._canonical import canonical_json
 from ._errors import PackError, StoreError
 from ._payload import payload_problem
 from ._readonly import read_only_error
+from ._render import RENDERER_VERSIONS
 from ._store import Entry, Store
 
 __all__ = ["MAX_BLOB_BYTES", "MAX_ENTRIES_BYTES", "MAX_ENTRY_LINE", "MAX_MANIFEST_BYTES",
-           "PACK_VERSION", "PackResult", "UnpackResult", "pack", "read_manifest", "unpack"]
+           "PACK_VERSION", "PackResult", "UnpackResult", "pack", "pack_renderer",
+           "read_manifest", "unpack"]
 
 PACK_VERSION = 1
 _OBJECT = re.compile(r"^objects/([0-9a-f]{2})/([0-9a-f]{62})$")
@@ -83,13 +86,16 @@ def pack(store: Store, dest: str | Path) -> PackResult:
         blobs.update((entry.blob, *entry.refs))
     entries_bytes = b"".join(rows)
     names = sorted(blobs)
-    manifest = canonical_json({
+    meta: dict[str, Any] = {
         "format": "cirkit-pack",
         "version": PACK_VERSION,
         "entries": len(rows),
         "entries_sha256": hashlib.sha256(entries_bytes).hexdigest(),
         "blobs": [[sha, store.blobs.path(sha).stat().st_size] for sha in names],
-    })
+    }
+    if store.renderer != 1:  # a version-1 store packs to the bytes it always did
+        meta["renderer"] = store.renderer
+    manifest = canonical_json(meta)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-pack-", dir=dest.parent)
     try:
@@ -164,8 +170,19 @@ def read_manifest(src: str | Path) -> dict[str, Any]:
     return manifest
 
 
+def pack_renderer(manifest: dict[str, Any]) -> int:
+    """The renderer version the packed store was rendered under (1 if the manifest names
+    none); create the store a pack goes into with it (``Store(path, renderer=...)``)."""
+    renderer: int = manifest.get("renderer", 1)
+    return renderer
+
+
 def _manifest_problem(m: dict[str, Any]) -> str | None:
     """What is wrong with a manifest's fields, or None."""
+    renderer = m.get("renderer", 1)
+    if type(renderer) is not int or renderer not in RENDERER_VERSIONS:
+        return (f"names renderer version {renderer!r}; this cirkit renders versions "
+                + ", ".join(map(str, RENDERER_VERSIONS)))
     for name in ("entries", "entries_sha256", "blobs"):
         if name not in m:
             return f"lacks its {name!r} field"
@@ -309,14 +326,24 @@ def _stage(src: Path, manifest: dict[str, Any], staging: Path
 def unpack(src: str | Path, store: Store, *, overwrite: bool = False) -> UnpackResult:
     """Merge a pack into ``store``: staged in a temp directory of the store and checked in
     full (hashes, declared sizes, every entry's meaning) before anything is merged, so a
-    refused or truncated pack leaves nothing behind. Raises PackError naming the cause."""
+    refused or truncated pack leaves nothing behind. Raises PackError naming the cause.
+    An empty store takes the pack's renderer version; a store with entries must have it."""
     src = Path(src)
     if store.readonly:
         raise read_only_error()
     manifest = read_manifest(src)
+    renderer = pack_renderer(manifest)
+    adopt = renderer != store.renderer and manifest["entries"] > 0
+    if adopt and len(store):  # checked before anything is read or written
+        raise PackError(
+            f"{src} holds answers rendered under renderer version {renderer}, but the store "
+            f"{store.path} renders under version {store.renderer}",
+            hint="unpack it into a new or empty store, which takes the pack's renderer version")
     staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=store.path))
     try:
         rows, staged = _stage(src, manifest, staging)
+        if adopt:  # an empty store shows the pack's answers as its source did
+            store.set_renderer(renderer)
         result = UnpackResult()
         for sha in sorted(staged):  # blobs first: an entry lands only after its blobs
             if store.blobs.put_file(sha, staged[sha]):

@@ -16,7 +16,7 @@ from ._payload import encode_payload
 from ._redact import redact_data, scrub_bytes, url_secrets
 from ._render import RenderOptions, render
 from ._store import Entry, Store
-from .backends import Backend, Response
+from .backends import POLICY_REFUSAL, Backend, Response
 
 __all__ = ["MISS_ARGS_CHARS", "Fetch", "Recorder", "ToolResult"]
 
@@ -74,7 +74,11 @@ class Recorder:
         for tool, b in self.backends.items():
             if b is not None and b.tool != tool:
                 raise ValueError(f"backend {b.name!r} answers {b.tool}, not {tool}")
-        self.render_options = render_options or RenderOptions()
+        # A store replays under the renderer version it was recorded under, unless the caller
+        # asks for another rendering.
+        if render_options is None:
+            render_options = RenderOptions(store.renderer) if store is not None else RenderOptions()
+        self.render_options = render_options
         self._clock = clock
         self._inflight: dict[str, asyncio.Future[ToolResult]] = {}
         self._rewritten: set[str] = set()
@@ -149,12 +153,22 @@ class Recorder:
     def _track(self, tool: str, key: str, norm: dict[str, Any]) -> ToolResult | None:
         """Note the key as used; the stored answer if the mode reads the store first (replay,
         auto, and rewrite for a key already rewritten) and it has one. Every stored answer is
-        served here, at once: no await, no closure, no single-flight."""
+        served here, at once: no await, no closure, no single-flight; except, in auto mode, a
+        refusal by cirkit's own policy, which is asked again (see ``POLICY_REFUSAL``)."""
         if self._track_keys:
             self._used.setdefault(key)
         if self._store_first or key in self._rewritten:
-            return self._replay(tool, key, norm)
+            hit = self._replay(tool, key, norm, count=False)
+            if hit is None or (hit.status == POLICY_REFUSAL and self._reasks(tool)):
+                return None
+            self.counts["replayed"] += 1
+            return hit
         return None
+
+    def _reasks(self, tool: str) -> bool:
+        """Whether a stored refusal by cirkit's own policy is asked again: in auto mode, with
+        a backend to ask (the policy may have changed since; strict replay shows it as is)."""
+        return self._mode is Mode.AUTO and self.backends.get(tool) is not None
 
     async def _fetch_once(
         self, tool: str, key: str, norm: dict[str, Any], fetch: Fetch, backend: str,
@@ -194,6 +208,10 @@ class Recorder:
             self.counts["live"] += 1
             return self._result(tool, key, norm, resp.data, resp.status, backend, False)
         assert self.store is not None
+        if mode is Mode.AUTO and resp.status == POLICY_REFUSAL:
+            stored = self._replay(tool, key, norm)  # still refused: the store stays as it was
+            if stored is not None and stored.status == POLICY_REFUSAL:
+                return stored
         self._record(key, tool, norm, resp, backend, secrets, latency_ms)
         if mode is Mode.REWRITE:
             self._rewritten.add(key)
@@ -225,10 +243,21 @@ class Recorder:
         payload = encode_payload(tool, norm, data, backend=backend, status=resp.status,
                                  refs=refs)
         blob = self.store.blobs.put(payload)  # (args hold no secret: the key rules redact)
-        entry = Entry(blob=blob, tool=tool, args=norm, backend=backend,
-                      recorded_at=round(self._clock(), 3), latency_ms=latency_ms,
-                      status=resp.status, refs=tuple(refs))
+        at = round(self._clock(), 3)
+        entry = Entry(blob=blob, tool=tool, args=norm, backend=backend, recorded_at=at,
+                      latency_ms=latency_ms, status=resp.status, refs=tuple(refs))
         self.store.put_entry(key, entry)
+        for url, page in resp.documents.items():
+            # The documents a corpus search returned, as the answers to visits of their
+            # corpus:// URLs: web_visit resolves them through the store, in any mode.
+            doc_key, doc_norm = make_key(VISIT, {"url": url})
+            if doc_key in self.store:
+                continue
+            doc_blob = self.store.blobs.put(encode_payload(
+                VISIT, doc_norm, redact_data(page, secrets, urls=True), backend=backend,
+                status="ok", refs=()))
+            self.store.put_entry(doc_key, Entry(blob=doc_blob, tool=VISIT, args=doc_norm,
+                                                backend=backend, recorded_at=at, latency_ms=0.0))
 
     def _replay(
         self, tool: str, key: str, norm: dict[str, Any], *, count: bool = True

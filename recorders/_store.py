@@ -2,7 +2,7 @@
 
 Layout::
 
-    store.json          {"format": "cirkit-store", "version": 1}
+    store.json          {"format": "cirkit-store", "version": 1, "renderer": 2}
     objects/ab/cdef…    blobs (sha256 of their bytes)
     index/              diskcache: key -> entry (JSON, eviction off, no expiry)
 
@@ -29,6 +29,7 @@ from ._canonical import canonical_json, json_loads
 from ._errors import BlobCorruptError, StoreError
 from ._payload import entry_key, payload_problem, read_payload
 from ._readonly import ReadOnlyIndex, read_only_error
+from ._render import RENDERER_VERSION, RENDERER_VERSIONS
 
 __all__ = ["ENTRY_VERSION", "NEAREST_CHARS", "NEAREST_SCAN", "STORE_VERSION", "Entry", "Near",
            "Store", "StoreInfo", "VerifyReport"]
@@ -178,6 +179,7 @@ class StoreInfo:
     by_backend: dict[str, int]
     blobs: int
     blob_bytes: int
+    renderer: int = 1  # the renderer version its answers are shown under
 
 
 @dataclass(slots=True)
@@ -215,11 +217,13 @@ class Store:
     an index SQLite cannot read, an entry that is not one, a corrupt or missing blob."""
 
     def __init__(self, path: str | Path, *, create: bool = True, readonly: bool = False,
-                 repair: bool = False) -> None:
+                 repair: bool = False, renderer: int = RENDERER_VERSION) -> None:
         """``readonly``: read an existing store without changing one byte of it (what strict
         replay, ``store info`` and packing need); any write raises StoreError. ``repair``:
         open a store whose index is lost or does not match its blobs, to rebuild it
-        (``reindex``); every other use refuses such a store rather than write beside it."""
+        (``reindex``); every other use refuses such a store rather than write beside it.
+        ``renderer``: the renderer version a store created here is rendered under (an existing
+        store keeps its own, ``self.renderer``)."""
         self.path = Path(path)
         self.readonly = readonly
         marker = self.path / _MARKER
@@ -230,8 +234,10 @@ class Store:
                     hint="check the path, or record into it first (it is created on demand)",
                     setting="store",
                 )
-            self._init()
-        self._check_marker(marker)
+            self._init(renderer)
+        #: The renderer version its answers are shown under (1 for a store that names none:
+        #: it was recorded before the renderer had a second version).
+        self.renderer = self._check_marker(marker)
         if not repair and not (self.path / "index" / "cache.db").is_file():
             raise _lost_index(self.path, "its index (index/cache.db) is missing")
         self.blobs = BlobStore(self.path / "objects", readonly=readonly)
@@ -245,7 +251,7 @@ class Store:
             self.blobs.close()
             raise _unreadable_index(self.path, e) from None
 
-    def _init(self) -> None:
+    def _init(self, renderer: int) -> None:
         # diskcache #266: first-time initialisation races between processes; serialise it.
         try:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -263,10 +269,11 @@ class Store:
             except sqlite3.Error as e:
                 raise _unreadable_index(self.path, e) from None
             tmp = marker.with_suffix(".tmp")
-            tmp.write_bytes(canonical_json({"format": "cirkit-store", "version": STORE_VERSION}))
+            meta = {"format": "cirkit-store", "version": STORE_VERSION, "renderer": renderer}
+            tmp.write_bytes(canonical_json(meta))
             tmp.replace(marker)
 
-    def _check_marker(self, marker: Path) -> None:
+    def _check_marker(self, marker: Path) -> int:
         try:
             meta = json.loads(marker.read_text("utf-8"))
         except (OSError, ValueError) as e:
@@ -280,6 +287,32 @@ class Store:
                 f"{meta.get('version')!r}; this cirkit reads cirkit-store version {STORE_VERSION}",
                 hint="upgrade cirkit",
             )
+        renderer = meta.get("renderer", 1)
+        if type(renderer) is not int or renderer not in RENDERER_VERSIONS:
+            raise StoreError(
+                f"{self.path} is rendered under renderer version {renderer!r}; this cirkit "
+                f"renders versions {', '.join(map(str, RENDERER_VERSIONS))}", hint="upgrade cirkit")
+        return renderer
+
+    def set_renderer(self, renderer: int) -> None:
+        """Render an empty store's answers under another renderer version (what unpacking a
+        pack into a new store does); a store with entries keeps its version."""
+        if self.readonly:
+            raise read_only_error()
+        if renderer not in RENDERER_VERSIONS:
+            raise StoreError(f"unknown renderer version {renderer}",
+                             hint="valid versions: " + ", ".join(map(str, RENDERER_VERSIONS)))
+        if renderer == self.renderer:
+            return
+        if len(self):
+            raise StoreError(f"{self.path} holds entries rendered under renderer version "
+                             f"{self.renderer}", hint="use a new store for another version")
+        marker = self.path / _MARKER
+        tmp = marker.with_suffix(".tmp")
+        tmp.write_bytes(canonical_json(
+            {"format": "cirkit-store", "version": STORE_VERSION, "renderer": renderer}))
+        tmp.replace(marker)
+        self.renderer = renderer
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
@@ -393,7 +426,7 @@ class Store:
         names = list(self.blobs.names())
         size = sum(self.blobs.path(s).stat().st_size for s in names)
         return StoreInfo(str(self.path), STORE_VERSION, n, dict(sorted(by_tool.items())),
-                         dict(sorted(by_backend.items())), len(names), size)
+                         dict(sorted(by_backend.items())), len(names), size, self.renderer)
 
     def verify(self) -> VerifyReport:
         """Rehash every blob and check every entry: its references, and its meaning (its key

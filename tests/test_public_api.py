@@ -6,15 +6,16 @@ import recorders.backends
 
 def test_recorders_public_names() -> None:
     assert sorted(recorders.__all__) == sorted([
-        "COMPLETION", "ENTRY_VERSION", "EXECUTION", "Fetch", "RENDERER_VERSION", "SEARCH",
-        "STORE_VERSION", "VISIT", "Backend",
+        "COMPLETION", "ENTRY_VERSION", "EXECUTION", "Fetch", "RENDERER_VERSION",
+        "RENDERER_VERSIONS", "SEARCH", "STORE_VERSION", "VISIT", "Backend",
         "BackendError", "BlobCorruptError",
         "Entry", "InMemoryBackend", "InvalidCallError", "MergeConflict", "MergeConflictError",
         "MergeResult", "MissingCredentialError", "Mode", "PackError", "PackResult",
         "Recorder", "RecordersError", "RenderOptions", "ReplayMissError", "Response",
         "RetrieveRequest", "Store", "StoreError", "StoreInfo", "ToolResult", "UnpackResult",
         "VerifyReport", "canonical_json", "make_backend", "make_key", "merge_stores",
-        "normalise_query", "normalise_url", "pack", "parse_retrieve", "read_manifest", "render",
+        "normalise_query", "normalise_url", "pack", "pack_renderer", "parse_retrieve",
+        "read_manifest", "render",
         "retrieve_answer", "retrieve_document", "stored_search_documents", "unpack",
         "MAX_QUERY_CHARS", "MAX_URL_CHARS", "PAYLOAD_VERSION", "ReindexReport", "reindex",
     ])
@@ -24,7 +25,8 @@ def test_recorders_public_names() -> None:
 
 def test_backends_public_names() -> None:
     assert sorted(recorders.backends.__all__) == sorted([
-        "DEFAULT_MAX_BYTES", "SEARCH_BACKENDS", "VISIT_BACKENDS", "Backend", "BraveSearch",
+        "DEFAULT_MAX_BYTES", "POLICY_REFUSAL", "SEARCH_BACKENDS", "VISIT_BACKENDS", "Backend",
+        "BraveSearch",
         "Corpus", "DirectFetch", "HttpClient", "InMemoryBackend", "JinaReader", "LocalSearch",
         "LocalVisit", "Response", "RetrievalSearch", "RetryPolicy", "SearxngSearch",
         "SerperScrape", "SerperSearch", "TavilySearch", "build_demo_corpus", "cache_dir",

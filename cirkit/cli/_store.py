@@ -10,7 +10,18 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from recorders import PackError, Store, merge_stores, pack, read_manifest, reindex, render, unpack
+from recorders import (
+    PackError,
+    RenderOptions,
+    Store,
+    merge_stores,
+    pack,
+    pack_renderer,
+    read_manifest,
+    reindex,
+    render,
+    unpack,
+)
 
 from ._errors import Group
 
@@ -37,6 +48,7 @@ def info(path: Path) -> None:
     t = Table(show_header=False, box=None)
     t.add_row("store", i.path)
     t.add_row("version", str(i.version))
+    t.add_row("renderer", str(i.renderer))
     t.add_row("entries", str(i.entries))
     for k, v in i.by_tool.items():
         t.add_row(f"  {k}", str(v))
@@ -75,13 +87,14 @@ def show(path: Path, key: str, data: bool) -> None:
         loaded = st.load(full)
         assert loaded is not None
         entry, blob = loaded
+        renderer = st.renderer
     envelope = json.loads(blob)
     click.echo(json.dumps({"key": full, **entry.to_json()}, indent=2, ensure_ascii=False))
     click.echo("-" * 40)
     if data:
         click.echo(json.dumps(envelope["data"], indent=2, ensure_ascii=False))
     else:
-        click.echo(render(entry.tool, envelope["data"], entry.args))
+        click.echo(render(entry.tool, envelope["data"], entry.args, RenderOptions(renderer)))
 
 
 @store.command()
@@ -153,10 +166,10 @@ def pack_cmd(path: Path, dest: Path) -> None:
 @click.option("--overwrite", is_flag=True, help="On a key recorded in both, take the pack's.")
 def unpack_cmd(src: Path, path: Path, overwrite: bool) -> None:
     """Merge the pack SRC into the store PATH (created if needed), with dedupe."""
-    read_manifest(src)  # fail on a bad pack before creating anything
+    manifest = read_manifest(src)  # fail on a bad pack before creating anything
     created = not path.exists()
     try:
-        with Store(path) as st:
+        with Store(path, renderer=pack_renderer(manifest)) as st:
             r = unpack(src, st, overwrite=overwrite)
     except PackError:
         if created:  # a refused pack leaves nothing behind, not even an empty store

@@ -14,7 +14,15 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from recorders import PackError, Store, UnpackResult, canonical_json, read_manifest, unpack
+from recorders import (
+    PackError,
+    Store,
+    UnpackResult,
+    canonical_json,
+    pack_renderer,
+    read_manifest,
+    unpack,
+)
 
 from ._card import STORE_PATH, HubError, folder_files, parse_card
 from ._errors import check_repo_id, hub_errors
@@ -81,7 +89,7 @@ def _restore_store(result: PullResult, dest: Path, store_dir: Path) -> PullResul
                             "with --with-store")
     created = not store_dir.exists()
     try:  # unpack checks the pack in full (hashes, sizes, meaning) before it merges anything
-        with Store(store_dir) as st:
+        with Store(store_dir, renderer=pack_renderer(read_manifest(src))) as st:
             res = unpack(src, st)
             report = st.verify()
     except PackError:

@@ -38,9 +38,10 @@ from typing import Any
 
 from cirkit.cir import BUILTIN_TEMPLATE, validate
 from cirkit.errors import CirkitError, EnvError
-from recorders import RENDERER_VERSION, RecordersError, canonical_json
+from recorders import RecordersError, canonical_json
 from recorders.backends import cache_dir as _cache_root
 
+from ._trace_render import TRACE_RENDER
 from .traces import (
     ADDED_TOKENS,
     EOS_TOKEN,
@@ -53,6 +54,7 @@ from .traces import (
 )
 
 __all__ = ["MANIFEST", "MODEL_NAME", "RECIPE", "SHIPPED_DIR", "SHIPPED_DTYPE", "SHIPPED_FILES",
+           "TRACE_RENDER",
            "TinyModelError", "build_tiny_model", "code_digest", "ensure_tiny_model",
            "export_weights", "recipe_sha256", "ship_tiny_model", "shipped_manifest"]
 
@@ -97,7 +99,7 @@ class TinyModelError(EnvError):
 def recipe_sha256() -> str:
     """Hash of the recipe, the trace and training code, the prompt and the renderer version."""
     h = hashlib.sha256(canonical_json({
-        "recipe": RECIPE, "template": BUILTIN_TEMPLATE.sha256, "renderer": RENDERER_VERSION,
+        "recipe": RECIPE, "template": BUILTIN_TEMPLATE.sha256, "renderer": TRACE_RENDER.version,
     }))
     for name in _SOURCES:
         h.update(code_digest((_HERE / name).read_text(encoding="utf-8")).encode())

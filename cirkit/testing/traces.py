@@ -2,9 +2,11 @@
 
 This half of the tiny-model build runs in cirkit's own environment (no torch): the observations
 come from the real local backends (``LocalSearch``/``LocalVisit``) rendered by
-``recorders.render``, and every delimiter comes from ``cirkit.cir``, so the model learns the
-exact bytes a rollout will show it. Each trace is a list of ``(text, trained)`` pieces: the
-prompt and the injected observations are not trained on, like in a real SFT set.
+``recorders.render`` under the renderer version pinned in ``_trace_render`` (version 1, which
+numbers hits from 1; today's default numbers them from 0), and every delimiter comes from
+``cirkit.cir``, so the model learns the bytes a rollout shows it. Each trace is a list of
+``(text, trained)`` pieces: the prompt and the injected observations are not trained on, like
+in a real SFT set.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from cirkit.cir import CODE_CLOSE, CODE_OPEN, THINK_CLOSE, THINK_OPEN, continuation, render_messages
-from recorders import SEARCH, VISIT, render
+from recorders import SEARCH, VISIT
 from recorders.backends import LocalSearch, LocalVisit
+
+from ._trace_render import render
 
 __all__ = [
     "ADDED_TOKENS",

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from recorders._canonical import SEARCH, VISIT
 
-from ._base import Backend, InMemoryBackend, Response, require_env
+from ._base import POLICY_REFUSAL, Backend, InMemoryBackend, Response, require_env
 
 if TYPE_CHECKING:
     from ._corpus import Corpus, build_demo_corpus, cache_dir, demo_corpus_path
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
+    "POLICY_REFUSAL",
     "SEARCH_BACKENDS",
     "VISIT_BACKENDS",
     "Backend",

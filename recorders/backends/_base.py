@@ -7,16 +7,28 @@ provider's own JSON kept under ``raw``. It never returns credentials.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+from urllib.parse import quote
 
 from recorders._canonical import SEARCH, VISIT, canonical_json
 from recorders._errors import MissingCredentialError
 
-__all__ = ["Backend", "InMemoryBackend", "Response", "require_env", "search_data", "visit_data"]
+__all__ = ["POLICY_REFUSAL", "PREVIEW_WORDS", "Backend", "InMemoryBackend", "Response",
+           "document_url", "preview", "require_env", "search_data", "visit_data"]
+
+#: A corpus hit's preview: its document's first words, `` ...`` when the text goes on.
+PREVIEW_WORDS = 50
+
+#: The status of an answer cirkit gave itself, by its own policy, without asking anyone (a
+#: private or loopback URL while ``CIRKIT_ALLOW_PRIVATE_URLS`` is unset). It is recorded, so
+#: strict replay shows it again, but in ``auto`` mode the Recorder asks the backend again: once
+#: the policy allows the URL, the real page replaces the refusal.
+POLICY_REFUSAL = "blocked_url"
 
 
 @dataclass(slots=True)
@@ -27,6 +39,10 @@ class Response:
     data: dict[str, Any]
     status: str = "ok"
     extra_blobs: list[bytes] = field(default_factory=list)
+    #: Visit answers this answer holds already, by URL: a corpus search's documents under the
+    #: corpus:// URLs its hits show, recorded with it so that ``web_visit`` resolves them
+    #: through the store (an entry the store has already is kept).
+    documents: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @runtime_checkable
@@ -40,6 +56,23 @@ class Backend(Protocol):
         ...
 
     async def handle(self, args: Mapping[str, Any]) -> Response: ...
+
+
+def preview(text: str, words: int = PREVIEW_WORDS) -> str:
+    """The first ``words`` words of ``text``, and `` ...`` if it goes on: the one preview rule
+    of the corpus backends (local BM25, a Search-R1 retrieval server)."""
+    split = text.split()
+    cut = " ".join(split[:words])
+    return cut + " ..." if len(split) > words else cut
+
+
+def document_url(doc_id: Any, contents: str) -> str:
+    """A visitable URL for a corpus document that has no URL: ``corpus://{id}``, else (Search-R1's
+    BM25 and online-search servers send no id either) ``corpus://sha256-`` and the first 16
+    hex digits of the sha256 of its contents: stable across searches, distinct per document."""
+    if isinstance(doc_id, str | int) and not isinstance(doc_id, bool) and str(doc_id).strip():
+        return "corpus://" + quote(str(doc_id).strip(), safe="")
+    return "corpus://sha256-" + hashlib.sha256(contents.encode("utf-8")).hexdigest()[:16]
 
 
 def search_data(results: list[dict[str, Any]], raw: Any) -> dict[str, Any]:

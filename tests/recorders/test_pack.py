@@ -62,7 +62,7 @@ async def test_merge_keeps_ours_on_conflict_unless_overwrite(tmp_path: Path) -> 
     assert "No results" in (await Recorder(b, mode="replay").web_search("q", 2)).text
     u = unpack(tmp_path / "a.cirpack", b, overwrite=True)
     assert u.entries_replaced == 1
-    assert "Index: 1" in (await Recorder(b, mode="replay").web_search("q", 2)).text
+    assert "Index: 0" in (await Recorder(b, mode="replay").web_search("q", 2)).text
 
 
 def _rewrite_pack(src: Path, dest: Path, tamper: bytes | None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,11 +13,19 @@ import pytest
 from recorders import (
     InMemoryBackend,
     Mode,
+    PackError,
     Recorder,
     RecordersError,
+    RenderOptions,
     ReplayMissError,
     Response,
     Store,
+    StoreError,
+    merge_stores,
+    pack,
+    pack_renderer,
+    read_manifest,
+    unpack,
 )
 
 
@@ -43,8 +52,8 @@ async def test_auto_records_then_replays(store: Store) -> None:
     again = await r.web_search("  night   watch ", num_results=2)
     assert b.calls == 1 and not first.from_store and again.from_store
     assert first.text == again.text == (
-        "\nIndex: 1\nURL: https://e.org/0\nTitle: T night watch\nPreview: S0\n"
-        "\nIndex: 2\nURL: https://e.org/1\nTitle: T night watch\nPreview: S1\n")
+        "\nIndex: 0\nURL: https://e.org/0\nTitle: T night watch\nPreview: S0\n"
+        "\nIndex: 1\nURL: https://e.org/1\nTitle: T night watch\nPreview: S1\n")
     assert r.keys_used == [first.key]
     third = await r.web_search("rembrandt")
     await r.web_search("night watch", num_results=2)
@@ -87,7 +96,7 @@ async def test_rewrite_rerecords_once_per_session(store: Store) -> None:
 async def test_off_never_touches_the_store(store: Store) -> None:
     r = Recorder(None, search=InMemoryBackend("web_search", search_answer), mode="off")
     res = await r.web_search("q")
-    assert not res.from_store and "Index: 1" in res.text
+    assert not res.from_store and "Index: 0" in res.text
     assert len(store) == 0
     with pytest.raises(RecordersError, match="needs a store"):
         Recorder(None, mode="auto")
@@ -184,3 +193,96 @@ async def test_memo_records_any_call_named_by_its_args(store: Store) -> None:
                                         backend="vllm")
     with pytest.raises(ValueError, match="unknown tool"):
         await rec(store, "auto").call("completion", args)
+
+
+# What cirkit wrote as store.json before the renderer had a second version.
+_OLD_MARKER = b'{"format":"cirkit-store","version":1}'
+
+
+def _hf_first(args: Mapping[str, Any]) -> dict[str, Any]:
+    hits = [{"title": "Model card", "url": "https://huggingface.co/m", "snippet": "card"}]
+    hits += [{"title": f"T{i}", "url": f"https://e.org/{i}", "snippet": f"S{i}"} for i in (1, 2)]
+    return {"results": hits, "raw": {"q": args["query"]}}
+
+
+async def test_a_store_replays_under_the_renderer_version_it_was_recorded_under(
+        tmp_path: Path) -> None:
+    """A store of the previous renderer (no version in store.json) shows the model the bytes
+    it always did: numbered from 1 and renumbered past a dropped Hugging Face hit."""
+    old = Store(tmp_path / "old")
+    (tmp_path / "old" / "store.json").write_bytes(_OLD_MARKER)
+    old = Store(tmp_path / "old")
+    assert old.renderer == 1
+    await Recorder(old, search=InMemoryBackend("web_search", _hf_first)).web_search("q", 2)
+    v1 = ("\nIndex: 1\nURL: https://e.org/1\nTitle: T1\nPreview: S1\n"
+          "\nIndex: 2\nURL: https://e.org/2\nTitle: T2\nPreview: S2\n")
+    replayed = await Recorder(Store(tmp_path / "old", readonly=True),
+                              mode="replay").web_search("q", 2)
+    assert replayed.from_store and replayed.text == v1
+    assert (tmp_path / "old" / "store.json").read_bytes() == _OLD_MARKER  # left as it was
+    # A new store is rendered under today's version and says so.
+    new = Store(tmp_path / "new")
+    assert new.renderer == 2 and b'"renderer":2' in (tmp_path / "new" / "store.json").read_bytes()
+    got = await Recorder(new, search=InMemoryBackend("web_search", _hf_first)).web_search("q", 2)
+    # (the same two hits: they keep their places 1 and 2 in the provider's list, 0 dropped)
+    assert got.text == v1 and got.data == replayed.data
+    one = await Recorder(new, search=InMemoryBackend("web_search", _hf_first)).web_search("q", 1)
+    assert one.text == "\nIndex: 1\nURL: https://e.org/1\nTitle: T1\nPreview: S1\n"
+    # Asking for another rendering is always possible.
+    asked = await Recorder(old, mode="replay",
+                           render_options=RenderOptions()).web_search("q", 2)
+    assert asked.text == got.text
+
+
+async def test_the_renderer_version_travels_with_packs_and_merges(tmp_path: Path) -> None:
+    old = Store(tmp_path / "old")
+    (tmp_path / "old" / "store.json").write_bytes(_OLD_MARKER)
+    old = Store(tmp_path / "old")
+    await Recorder(old, search=InMemoryBackend("web_search", _hf_first)).web_search("q", 2)
+    pack(old, tmp_path / "old.cirpack")
+    manifest = read_manifest(tmp_path / "old.cirpack")
+    assert "renderer" not in manifest and pack_renderer(manifest) == 1  # bytes as before
+    copy = Store(tmp_path / "copy", renderer=pack_renderer(manifest))
+    unpack(tmp_path / "old.cirpack", copy)
+    assert (await Recorder(copy, mode="replay").web_search("q", 2)).text.startswith(
+        "\nIndex: 1\nURL: https://e.org/1\n")
+    fresh = Store(tmp_path / "fresh")  # empty: it takes the pack's version
+    unpack(tmp_path / "old.cirpack", fresh)
+    assert fresh.renderer == Store(tmp_path / "fresh").renderer == 1
+    busy = Store(tmp_path / "busy")
+    await Recorder(busy, search=InMemoryBackend("web_search", _hf_first)).web_search("b", 2)
+    with pytest.raises(PackError, match=r"renderer version 1, but the store .* version 2"):
+        unpack(tmp_path / "old.cirpack", busy)
+    assert len(busy) == 1 and busy.renderer == 2
+    new = Store(tmp_path / "new2")
+    await Recorder(new, search=InMemoryBackend("web_search", _hf_first)).web_search("r", 2)
+    pack(new, tmp_path / "new.cirpack")
+    assert pack_renderer(read_manifest(tmp_path / "new.cirpack")) == 2
+    merged = merge_stores([tmp_path / "old", tmp_path / "copy"], tmp_path / "merged")
+    assert merged.entries == 1 and Store(tmp_path / "merged").renderer == 1
+    with pytest.raises(StoreError, match="different renderer versions"):
+        merge_stores([tmp_path / "old", tmp_path / "new2"], tmp_path / "mixed")
+    assert not (tmp_path / "mixed").exists()
+
+
+_DATA = Path(__file__).parent / "data"
+
+
+async def test_a_pack_made_by_the_renderer_1_cirkit_replays_byte_for_byte(tmp_path: Path) -> None:
+    """tests/recorders/data/renderer-v1.cirpack was packed, and renderer-v1-observations.json
+    written, by cirkit before renderer version 2 (commit 802a8da): searches with a dropped
+    Hugging Face hit, a 6000-word page with a title line, a 404, a Hugging Face visit. Unpacked
+    and replayed today, every call has the same key and shows the same bytes."""
+    calls = json.loads((_DATA / "renderer-v1-observations.json").read_text("utf-8"))
+    manifest = read_manifest(_DATA / "renderer-v1.cirpack")
+    assert "renderer" not in manifest
+    store = Store(tmp_path / "store")  # made by today's cirkit; it takes the pack's version
+    unpack(_DATA / "renderer-v1.cirpack", store)
+    assert store.renderer == 1
+    replay = Recorder(Store(tmp_path / "store", readonly=True), mode="replay")
+    for call in calls:
+        got = await replay.call(call["tool"], call["args"])
+        assert (got.key, got.text) == (call["key"], call["text"]), call["args"]
+    # Today's rendering of the same answers differs (that is what the version keeps apart).
+    today = Recorder(store, mode="replay", render_options=RenderOptions())
+    assert (await today.call(calls[0]["tool"], calls[0]["args"])).text.startswith("\nIndex: 0")

@@ -20,7 +20,8 @@ import pytest
 
 from ._loopback import QuietHandler, serve
 
-__all__ = ["API_KEY", "PROVIDER_COOKIE", "Providers", "fake_hits", "providers"]
+__all__ = ["API_KEY", "PROVIDER_COOKIE", "SEARCH_R1_DOCS", "SERPER_BOXES", "WORLD_CUP",
+           "Providers", "fake_hits", "providers"]
 
 API_KEY = "sk-test-CIRKIT-SECRET-0123456789"
 PROVIDER_COOKIE = "SECRETCOOKIE123"
@@ -42,6 +43,69 @@ def fake_hits(query: str, n: int) -> list[dict[str, Any]]:
                     "snippet": f"Snippet {i} about {query}.", "date": f"2024-01-{i:02d}",
                     "score": round(1.0 - i / 20, 3)})
     return out
+
+
+#: Search-R1's documents without id or URL, per query, as its servers send them: BM25 over a
+#: corpus with stored contents (search_r1/search/retrieval_server.py: ``{title, text,
+#: contents}``, wiki-18's quoted title line) and the online-search proxy
+#: (serp_search_server.py: ``{"document": {"contents"}}``, no score).
+SEARCH_R1_DOCS: dict[str, list[dict[str, Any]]] = {
+    "bm25 aaron": [
+        {"document": {"title": "Aaron",
+                      "text": "Aaron is a prophet, high priest, and the brother of Moses in "
+                              "the Abrahamic religions. Knowledge of Aaron, along with his "
+                              "brother Moses, comes exclusively from religious texts, such as "
+                              "the Bible and Quran. The Hebrew Bible relates that, unlike "
+                              "Moses, who grew up in the Egyptian royal court, Aaron and his "
+                              "elder sister Miriam remained with their kinsmen in the eastern "
+                              "border-land of Egypt (Goshen).",
+                      "contents": "\"Aaron\"\nAaron is a prophet, high priest, and the "
+                                  "brother of Moses in the Abrahamic religions. Knowledge of "
+                                  "Aaron, along with his brother Moses, comes exclusively from "
+                                  "religious texts, such as the Bible and Quran. The Hebrew "
+                                  "Bible relates that, unlike Moses, who grew up in the "
+                                  "Egyptian royal court, Aaron and his elder sister Miriam "
+                                  "remained with their kinsmen in the eastern border-land of "
+                                  "Egypt (Goshen)."},
+         "score": 12.5},
+        {"document": {"title": "Aaron",
+                      "text": "When Moses first confronted the Egyptian king about them, Aaron "
+                              "served as his brother's spokesman to Pharaoh.",
+                      "contents": "\"Aaron\"\nWhen Moses first confronted the Egyptian king "
+                                  "about them, Aaron served as his brother's spokesman to "
+                                  "Pharaoh."},
+         "score": 11.0},
+    ],
+    "online night watch": [
+        {"document": {"contents": "\"The Night Watch - Rijksmuseum\"\nThe Night Watch is "
+                                  "Rembrandt's most famous painting, completed in 1642."}},
+        {"document": {"contents": "\"The Night Watch - Wikipedia\"\nMilitia Company of "
+                                  "District II under the Command of Captain Frans Banninck "
+                                  "Cocq, also known as The Night Watch."}},
+    ],
+}
+
+WORLD_CUP = "who won the 2018 fifa world cup"
+#: Serper's direct-answer blocks for a query, in the shape serper.dev returns them: an
+#: ``answerBox`` (title, link, answer or snippet) and a ``knowledgeGraph`` (title, type,
+#: description with its source and link, attributes, website and image).
+SERPER_BOXES: dict[str, dict[str, Any]] = {
+    WORLD_CUP: {
+        "answerBox": {"title": "2018 FIFA World Cup / Champions",
+                      "link": "https://en.wikipedia.org/wiki/2018_FIFA_World_Cup",
+                      "answer": "France"},
+        "knowledgeGraph": {
+            "title": "2018 FIFA World Cup", "type": "Football tournament",
+            "imageUrl": "https://example.org/img/2018-world-cup.png",
+            "description": "The 2018 FIFA World Cup was the 21st FIFA World Cup, held in "
+                           "Russia from 14 June to 15 July 2018.",
+            "descriptionSource": "Wikipedia",
+            "descriptionLink": "https://en.wikipedia.org/wiki/2018_FIFA_World_Cup",
+            "attributes": {"Champions": "France", "Runners-up": "Croatia",
+                           "Host country": "Russia", "Dates": "14 Jun - 15 Jul 2018"},
+        },
+    },
+}
 
 
 @dataclass
@@ -144,8 +208,9 @@ class _ProviderHandler(QuietHandler):
                     "position": i, **({"date": h["date"]} if i % 2 else {})}
                    for i, h in enumerate(fake_hits(q, n), start=1)]
         self._reply(200, {"searchParameters": {"q": q, "num": n, "type": "search"},
-                          "answerBox": {"answer": f"The answer about {q}"},
-                          "knowledgeGraph": {"title": q, "type": "Topic"},
+                          **SERPER_BOXES.get(q, {
+                              "answerBox": {"answer": f"The answer about {q}"},
+                              "knowledgeGraph": {"title": q, "type": "Topic"}}),
                           "organic": organic, "credits": 1})
 
     def _serper_scrape(self, method: str, path: str, query: dict[str, str], body: Any) -> None:
@@ -213,6 +278,9 @@ class _ProviderHandler(QuietHandler):
         queries, k = list(body.get("queries", [])), int(body.get("topk", 3))
         result = []
         for q in queries:
+            if q in SEARCH_R1_DOCS:
+                result.append(SEARCH_R1_DOCS[q][:k])
+                continue
             docs = []
             for i, h in enumerate(fake_hits(q, k), start=1):
                 doc: dict[str, Any] = {

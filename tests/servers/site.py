@@ -23,6 +23,10 @@ __all__ = [
     "BOILERPLATE",
     "COOKIE_SECRET",
     "LATIN1_TEXT",
+    "LIGATURE_PDF_BYTES",
+    "LIGATURE_PDF_TEXT",
+    "LIGATURE_PDF_TITLE",
+    "LONG_TITLE",
     "PDF_BYTES",
     "PDF_TEXT",
     "PLAIN_TEXT",
@@ -76,17 +80,18 @@ _NOT_FOUND = b"""<html><head><title>Not Found</title></head><body>
 _BROKEN = b"<html><body><h1>500</h1><p>Internal failure of the example site.</p></body></html>"
 
 
-def _make_pdf(text: str) -> bytes:
-    """A minimal one-page PDF (Helvetica text object), with a correct xref table."""
-    stream = f"BT /F1 18 Tf 72 720 Td ({text}) Tj ET".encode("latin-1")
+def _pdf(content: bytes, font: bytes, title: bytes, extra: list[bytes] | None = None) -> bytes:
+    """A minimal one-page PDF: objects 1-6 (catalog, pages, page, content, font F1, info) and
+    ``extra`` from 7 on, with a correct xref table."""
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
         b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
         b"/Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-        b"<< /Title (CIRKIT test document) >>",
+        b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
+        font,
+        b"<< /Title " + title + b" >>",
+        *(extra or []),
     ]
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
@@ -102,7 +107,56 @@ def _make_pdf(text: str) -> bytes:
     return bytes(out)
 
 
+def _make_pdf(text: str) -> bytes:
+    """A one-page PDF (Helvetica text object)."""
+    return _pdf(f"BT /F1 18 Tf 72 720 Td ({text}) Tj ET".encode("latin-1"),
+                b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+                b"(CIRKIT test document)")
+
+
+# A typeset PDF (TeX, Word) draws "fi", "ff" as one ligature glyph, which its font's ToUnicode
+# CMap maps to U+FB01, U+FB00: text extraction gives those code points. Codes 1 and 2 of this
+# font are the ligature glyphs; the lines start with tabs, as pypdf gives indented lines.
+_LIGATURE_CMAP = b"""/CIDInit /ProcSet findresource begin
+12 dict begin
+begincmap
+/CMapName /Ligatures def
+/CMapType 2 def
+1 begincodespacerange
+<00> <FF>
+endcodespacerange
+2 beginbfchar
+<01> <FB01>
+<02> <FB00>
+endbfchar
+endcmap
+CMapName currentdict /CMapResource defineresource pop
+end
+end"""
+LIGATURE_PDF_BYTES = _pdf(
+    b"BT /F1 12 Tf 72 720 Td (\\tThe \\001rst e\\002ort) Tj "
+    b"0 -14 Td (\\t\\tan o\\002ice   of \\001nance) Tj ET",
+    b"<< /Type /Font /Subtype /Type1 /BaseFont /Times-Roman /Encoding /WinAnsiEncoding "
+    b"/ToUnicode 7 0 R >>",
+    # The title as the Info dictionary holds Unicode: UTF-16BE with its byte order mark.
+    b"<" + ("\ufeffE\ufb00ective \ufb01les").encode("utf-16-be").hex().upper().encode() + b">",
+    [b"<< /Length %d >>\nstream\n" % len(_LIGATURE_CMAP) + _LIGATURE_CMAP + b"\nendstream"])
+#: What the model should read: ligatures spelled out, lines trimmed as the HTML path trims them.
+LIGATURE_PDF_TEXT = "The first effort\nan office of finance"
+LIGATURE_PDF_TITLE = "Effective files"
+
+
 PDF_BYTES = _make_pdf(PDF_TEXT)
+
+
+LONG_TITLE = "Lunar calendar - Example Encyclopedia"
+# A long article whose <title> differs from its <h1> (a site name appended), as on most real
+# sites: the extractor's text opens with the h1, so the renderer puts the title line first.
+_LONG = ("<!doctype html><html><head><meta charset=\"utf-8\">"
+         f"<title>{LONG_TITLE}</title></head><body><article><h1>Lunar calendar</h1>\n"
+         + "".join("<p>" + " ".join(f"w{j}x{i}" for i in range(100)) + ".</p>\n"
+                   for j in range(60))
+         + "</article></body></html>").encode()
 
 
 def _big_page() -> bytes:
@@ -151,6 +205,10 @@ class _SiteHandler(QuietHandler):
         elif path == "/slow":
             time.sleep(3)
             self.send_bytes(200, b"<html><body><p>finally</p></body></html>", html)
+        elif path == "/ligatures.pdf":
+            self.send_bytes(200, LIGATURE_PDF_BYTES, "application/pdf")
+        elif path == "/long":
+            self.send_bytes(200, _LONG, html)
         elif path == "/big":
             self.send_bytes(200, site.big, html)
         elif path == "/plain.txt":

@@ -34,6 +34,7 @@ def run(*args: str) -> tuple[int, str]:
 def test_info_ls_show(store: Path) -> None:
     code, out = run("store", "info", str(store))
     assert code == 0 and "entries" in out and "web_search" in out and "memory" in out
+    assert ["renderer", "2"] in [ln.split() for ln in out.splitlines()]
     code, out = run("store", "ls", str(store), "--json")
     rows = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and [r["args"]["query"] for r in rows] == sorted(
@@ -41,9 +42,19 @@ def test_info_ls_show(store: Path) -> None:
                                                       if r["args"]["query"] == q))
     key = rows[0]["key"]
     code, out = run("store", "show", str(store), key[:10])
-    assert code == 0 and key in out and "Index: 1" in out
+    assert code == 0 and key in out and "\nIndex: 0\n" in out  # the store's renderer: 2
     code, out = run("store", "show", str(store), key[:10], "--data")
     assert code == 0 and '"results"' in out
+
+
+def test_show_renders_under_the_stores_renderer_version(store: Path) -> None:
+    """A store recorded before renderer version 2 (store.json names none) shows hits from 1."""
+    (store / "store.json").write_bytes(b'{"format":"cirkit-store","version":1}')
+    code, out = run("store", "info", str(store))
+    assert code == 0 and ["renderer", "1"] in [ln.split() for ln in out.splitlines()]
+    key = json.loads(run("store", "ls", str(store), "--json")[1].splitlines()[0])["key"]
+    code, out = run("store", "show", str(store), key)
+    assert code == 0 and "\nIndex: 1\n" in out and "\nIndex: 0\n" not in out
 
 
 def test_verify_fails_on_a_corrupt_blob(store: Path) -> None:

@@ -38,7 +38,7 @@ def test_exec_replays_tool_calls_from_a_store(tmp_path: Path) -> None:
                                       "--json"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
-    assert out["observation"].startswith("```output\n\nIndex: 1\nURL: https://e.org/0\n")
+    assert out["observation"].startswith("```output\n\nIndex: 0\nURL: https://e.org/0\n")
     assert out["error"] is None and out["isolation"] in ("netns", "audit-hook")
     assert out["tool_calls"][0]["args"] == {"query": "night watch", "num_results": 1}
     assert len(out["tool_calls"][0]["key"]) == 64

@@ -53,7 +53,7 @@ async def test_tools_record_then_replay_in_both_dialects(tmp_path: Path) -> None
         recorded = await sb.run(BLOCK)
     assert recorded.error is None, recorded.stderr
     assert search.calls == 1 and visit.calls == 1  # the rest came from the store
-    assert recorded.stdout.startswith("\nIndex: 1\nURL: https://e.org/0\nTitle: night watch 0")
+    assert recorded.stdout.startswith("\nIndex: 0\nURL: https://e.org/0\nTitle: night watch 0")
     assert "Text of https://e.org/1" in recorded.stdout
     search_key = rec.keys_used[0]
     assert recorded.tool_calls[0] == ToolCall(

@@ -51,10 +51,11 @@ def test_traces_are_valid_cir_with_real_observations(traces: list[trace_gen.Trac
             if m[1] == "search":
                 args = {"query": m[2], "num_results": int(m[3])}
                 data = asyncio.run(search.handle(args)).data
-                assert output.body == render(SEARCH, data, args) + "\n"
+                assert output.body == render(SEARCH, data, args, tiny_model.TRACE_RENDER) + "\n"
             else:
                 data = asyncio.run(visit.handle({"url": m[2]})).data
-                assert output.body == render(VISIT, data, {"url": m[2]}) + "\n"
+                assert output.body == render(VISIT, data, {"url": m[2]},
+                                                   tiny_model.TRACE_RENDER) + "\n"
         # Observations (and the newline before them) are injected: never trained on.
         for gen, obs in zip(t[1:-1:2], t[2:-1:2], strict=True):
             assert gen.text.endswith(END_CODE) and obs.text.startswith("\n```output\n")

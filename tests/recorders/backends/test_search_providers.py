@@ -3,6 +3,7 @@ rendering, retries, auth failures and missing credentials."""
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -11,7 +12,14 @@ from typing import Any
 
 import pytest
 
-from recorders import BackendError, MissingCredentialError, Recorder, Store, make_backend
+from recorders import (
+    BackendError,
+    MissingCredentialError,
+    Recorder,
+    RenderOptions,
+    Store,
+    make_backend,
+)
 from recorders.backends import (
     BraveSearch,
     HttpClient,
@@ -22,7 +30,7 @@ from recorders.backends import (
     TavilySearch,
     redact_url,
 )
-from tests.servers.providers import API_KEY, Providers, fake_hits
+from tests.servers.providers import API_KEY, SEARCH_R1_DOCS, WORLD_CUP, Providers, fake_hits
 
 FAST: dict[str, Any] = {"timeout": 5.0, "retries": 3, "backoff": 0.01}
 QUERY = "tidal locking of the moon"
@@ -60,16 +68,17 @@ def expected_hits(provider: str, q: str, n: int) -> list[tuple[str, str, str]]:
         if provider == "retrieval":
             url = h["url"] if "huggingface" in h["url"] else f"corpus://{q.replace(' ', '-')}-{i}"
             words = (h["snippet"] + " " + "more corpus words " * 40).split()
-            out.append((url, h["title"], " ".join(words[:60])))
+            # the local backend's preview rule: 50 words, then " ..." as the text goes on
+            out.append((url, h["title"], " ".join(words[:50]) + " ..."))
         else:
             out.append((h["url"], h["title"], h["snippet"]))
     return out
 
 
 def rendered(hits: list[tuple[str, str, str]]) -> str:
-    kept = [h for h in hits if "huggingface" not in h[0]]
+    """II-Researcher's numbering: each hit's place in the provider's list, from 0."""
     return "".join(f"\nIndex: {i}\nURL: {u}\nTitle: {t}\nPreview: {s}\n"
-                   for i, (u, t, s) in enumerate(kept, start=1))
+                   for i, (u, t, s) in enumerate(hits) if "huggingface" not in u)
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
@@ -86,10 +95,75 @@ async def test_results_normalised_and_rendered(
     assert [h["position"] for h in hits] == [1, 2, 3, 4, 5]
     assert result.data["raw"]  # the provider's own JSON is kept
     assert result.status == "ok" and result.backend == provider
-    # The renderer's format, with the huggingface.co hit dropped and the rest renumbered.
+    # The renderer's format, with the huggingface.co hit dropped and the rest keeping their
+    # numbers.
     assert result.text == rendered(want)
     assert "huggingface" not in result.text
     assert result.text.count("\nIndex: ") == 4
+
+
+@pytest.mark.parametrize("query", ["bm25 aaron", "online night watch"])
+async def test_search_r1_documents_without_id_or_url_get_visitable_urls(
+        query: str, providers: Providers, tmp_path: Path) -> None:
+    """Search-R1's BM25 server and online-search proxy send documents with neither id nor URL:
+    each hit gets corpus://sha256-<16 hex of its contents>, the same in every search, and a
+    visit of it is answered from the store (the document's full text), even in strict replay."""
+    store = Store(tmp_path / "store")
+    result = await Recorder(store, search=factories(providers)["retrieval"](**FAST)
+                            ).web_search(query, 2)
+    docs = [d["document"] for d in SEARCH_R1_DOCS[query]]
+    urls = ["corpus://sha256-" + hashlib.sha256(d["contents"].encode()).hexdigest()[:16]
+            for d in docs]
+    assert [h["url"] for h in result.data["results"]] == urls and len(set(urls)) == 2
+    assert "URL: corpus://\n" not in result.text and f"URL: {urls[1]}\n" in result.text
+    replay = Recorder(Store(tmp_path / "store", readonly=True), mode="replay")
+    for url, doc in zip(urls, docs, strict=True):
+        title, _, text = doc["contents"].partition("\n")
+        page = await replay.web_visit(url)
+        assert page.from_store and page.status == "ok"
+        assert (page.data["title"], page.data["text"]) == (title.strip('"'), text)
+        assert page.text.endswith(text)  # the full text, not the preview
+    # Stable: another search (another store) names the same documents by the same URLs.
+    again = await Recorder(Store(tmp_path / "other"), search=factories(providers)["retrieval"](
+        **FAST)).web_search(query, 2)
+    assert [h["url"] for h in again.data["results"]] == urls
+
+
+async def test_corpus_previews_end_in_dots_when_cut(providers: Providers) -> None:
+    """One preview rule for the retrieval and local backends: 50 words, then " ..."."""
+    hits = (await factories(providers)["retrieval"](**FAST).handle(
+        {"query": "bm25 aaron", "num_results": 2})).data["results"]
+    first, second = (d["document"]["text"] for d in SEARCH_R1_DOCS["bm25 aaron"])
+    assert hits[0]["snippet"] == " ".join(first.split()[:50]) + " ..."
+    assert hits[1]["snippet"] == second  # short: as it is
+
+
+async def test_serper_answer_boxes_are_shown_on_request(providers: Providers,
+                                                         tmp_path: Path) -> None:
+    """Serper's answerBox and knowledgeGraph carry the direct answer (the team that won); the
+    reference layout leaves them out, RenderOptions(answer_box=True) puts them first."""
+    store = Store(tmp_path / "store")
+    serper = factories(providers)["serper"](**FAST)
+    plain = await Recorder(store, search=serper).web_search(WORLD_CUP, 3)
+    assert "France" not in plain.text and plain.text.startswith("\nIndex: 0\n")
+    boxed = await Recorder(store, mode="replay",
+                           render_options=RenderOptions(answer_box=True)).web_search(WORLD_CUP, 3)
+    assert boxed.from_store and providers.requests == 1  # a rendering, not a new recording
+    assert boxed.text == (
+        "\nAnswer box:\nTitle: 2018 FIFA World Cup / Champions\n"
+        "URL: https://en.wikipedia.org/wiki/2018_FIFA_World_Cup\nAnswer: France\n"
+        "\nKnowledge graph:\nTitle: 2018 FIFA World Cup\nType: Football tournament\n"
+        "URL: https://en.wikipedia.org/wiki/2018_FIFA_World_Cup\n"
+        "Description: The 2018 FIFA World Cup was the 21st FIFA World Cup, held in Russia from "
+        "14 June to 15 July 2018.\n"
+        # attributes in key order: the store keeps JSON canonical (sorted keys)
+        "Champions: France\nDates: 14 Jun - 15 Jul 2018\nHost country: Russia\n"
+        "Runners-up: Croatia\n" + plain.text)
+    # A provider without the blocks renders as without the option.
+    tavily = factories(providers)["tavily"](**FAST)
+    t = await Recorder(Store(tmp_path / "tavily"), search=tavily,
+                       render_options=RenderOptions(answer_box=True)).web_search(WORLD_CUP, 3)
+    assert not t.from_store and t.text.startswith("\nIndex: 0\n")
 
 
 async def test_provider_extras_are_kept(providers: Providers) -> None:

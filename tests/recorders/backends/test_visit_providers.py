@@ -32,6 +32,10 @@ from tests.servers.site import (
     BOILERPLATE,
     COOKIE_SECRET,
     LATIN1_TEXT,
+    LIGATURE_PDF_BYTES,
+    LIGATURE_PDF_TEXT,
+    LIGATURE_PDF_TITLE,
+    LONG_TITLE,
     PDF_BYTES,
     PDF_TEXT,
     PLAIN_TEXT,
@@ -81,6 +85,32 @@ async def test_meta_charset_decoded(site: Site, store: Store) -> None:
     assert LATIN1_TEXT in result.data["text"]
     assert "Crème brûlée à Genève" in result.text
     assert "\ufffd" not in result.data["text"]
+
+
+async def test_the_5000_word_cap_counts_the_title_line(site: Site, tmp_path: Path) -> None:
+    """A 6000-word page whose title is put before its text: the model sees 5000 words in all
+    (renderer version 1, which old stores replay under, capped the text and added the title)."""
+    new = await recorder(Store(tmp_path / "new"), DirectFetch(**SITE)).web_visit(
+        site.url("/long"))
+    assert len(new.data["text"].split()) > 6000
+    assert new.text.startswith(LONG_TITLE + "\n# Lunar calendar\n")
+    assert len(new.text.split()) == 5000
+    old = await recorder(Store(tmp_path / "old", renderer=1), DirectFetch(**SITE)).web_visit(
+        site.url("/long"))
+    assert len(old.text.split()) == 5000 + len(LONG_TITLE.split())
+
+
+async def test_pdf_ligatures_are_spelled_out_and_lines_trimmed(site: Site, store: Store) -> None:
+    """A typeset PDF's ligature glyphs (ToUnicode U+FB01, U+FB00) and pypdf's leading tabs:
+    the model reads plain letters and trimmed lines, as from an HTML page; the raw bytes keep
+    the original."""
+    result = await recorder(store, DirectFetch(**SITE)).web_visit(site.url("/ligatures.pdf"))
+    data = result.data
+    assert data["extractor"] == "pypdf"
+    assert data["text"] == LIGATURE_PDF_TEXT and data["title"] == LIGATURE_PDF_TITLE
+    assert result.text == f"{LIGATURE_PDF_TITLE}\n{LIGATURE_PDF_TEXT}"
+    assert not any(0xFB00 <= ord(c) <= 0xFB06 or c == "\t" for c in result.text)
+    assert store.blobs.get(data["raw_blob"]) == LIGATURE_PDF_BYTES
 
 
 async def test_pdf_text(site: Site, store: Store) -> None:
@@ -263,7 +293,8 @@ async def test_no_secret_reaches_the_store(
         rec = Recorder(store, visit=visit, mode="record")
         for page in pages:
             await rec.web_visit(site.url(page) + f"?v={i}")
-    assert len(store) == len(searches) + len(visits) * len(pages)
+    # + the retrieval search's 4 documents without a URL, recorded as visits of corpus:// URLs
+    assert len(store) == len(searches) + 4 + len(visits) * len(pages)
 
     def leaks() -> list[str]:
         found = []
@@ -298,9 +329,37 @@ def test_charset_precedence() -> None:
 async def test_private_addresses_are_refused_by_default(site: Any,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """Model-written code picks the URLs: loopback and private hosts are off limits unless
-    allowed, and a recorded refusal replays like any answer."""
+    allowed."""
     monkeypatch.delenv("CIRKIT_ALLOW_PRIVATE_URLS", raising=False)
     for url in (site.url("/article"), "http://169.254.169.254/latest/meta-data/"):
         resp = await DirectFetch(**FAST).handle({"url": url})
         assert resp.status == "blocked_url"
         assert "non-public address" in resp.data["error"]
+
+
+async def test_a_refusal_by_cirkits_own_policy_is_not_an_answer(
+        site: Site, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loopback URL refused while CIRKIT_ALLOW_PRIVATE_URLS is unset is recorded (strict
+    replay shows the refusal again), but auto mode asks again: once the variable is set, the
+    real page replaces it."""
+    monkeypatch.delenv("CIRKIT_ALLOW_PRIVATE_URLS", raising=False)
+    url, hits = site.url("/article"), site.count("/article")
+    refused = await recorder(store, DirectFetch(**FAST)).web_visit(url)
+    assert refused.status == "blocked_url" and "CIRKIT_ALLOW_PRIVATE_URLS=1" in refused.text
+    assert site.count("/article") == hits and len(store) == 1
+    entry = store.get_entry(refused.key)
+    # Asked again while still refused: the same refusal, the store untouched.
+    again = await recorder(store, DirectFetch(**FAST)).web_visit(url)
+    assert again.text == refused.text and store.get_entry(refused.key) == entry
+    replayed = await recorder(store, None, mode="replay").web_visit(url)
+    assert replayed.from_store and replayed.text == refused.text
+
+    monkeypatch.setenv("CIRKIT_ALLOW_PRIVATE_URLS", "1")
+    page = await recorder(store, DirectFetch(**FAST)).web_visit(url)
+    assert page.status == "ok" and ARTICLE_MAIN in page.text
+    assert site.count("/article") == hits + 1
+    replayed = await recorder(store, None, mode="replay").web_visit(url)
+    assert replayed.from_store and replayed.text == page.text and len(store) == 1
+    # An answer is an answer: auto mode serves it from the store from now on.
+    assert (await recorder(store, DirectFetch(**FAST)).web_visit(url)).from_store
+    assert site.count("/article") == hits + 1
