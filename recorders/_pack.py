@@ -334,14 +334,15 @@ def unpack(src: str | Path, store: Store, *, overwrite: bool = False) -> UnpackR
     manifest = read_manifest(src)
     renderer = pack_renderer(manifest)
     adopt = renderer != store.renderer and manifest["entries"] > 0
-    if adopt and len(store):  # checked before anything is read or written
-        raise PackError(
-            f"{src} holds answers rendered under renderer version {renderer}, but the store "
-            f"{store.path} renders under version {store.renderer}",
-            hint="unpack it into a new or empty store, which takes the pack's renderer version")
     staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=store.path))
     try:
         rows, staged = _stage(src, manifest, staging)
+        if adopt and len(store):  # checked before anything is merged
+            raise PackError(
+                f"{src} holds answers rendered under renderer version {renderer}, but the "
+                f"store {store.path} renders under version {store.renderer}",
+                hint="unpack it into a new or empty store, which takes the pack's renderer "
+                     "version")
         if adopt:  # an empty store shows the pack's answers as its source did
             store.set_renderer(renderer)
         result = UnpackResult()
