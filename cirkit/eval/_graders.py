@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from cirkit.answers import AnswerMetric, score_answer
+from cirkit.answers import AnswerMetric, cover_exact_match, exact_match, f1_score
 from cirkit.errors import CirkitError, ModelServerError
 from recorders import COMPLETION, Recorder, ReplayMissError, Response
 
@@ -35,10 +35,19 @@ _LETTER = {"A": "CORRECT", "B": "INCORRECT", "C": "NOT_ATTEMPTED"}  # SimpleQA's
 
 
 def score_rule(grader: str, prediction: str | None, golds: Sequence[str]) -> float:
-    """``em``/``f1``/``cover_em`` of a prediction; no prediction scores 0."""
+    """``em``/``f1``/``cover_em`` of a prediction (``cirkit.answers``' own, as
+    ``score_answer`` gives them, without parsing the grader's name per answer); no prediction
+    scores 0."""
     if prediction is None or not golds:
         return 0.0
-    return score_answer(prediction, golds, AnswerMetric.parse(grader))
+    if grader == "f1":
+        return f1_score(prediction, golds)
+    if grader == "em":
+        return 1.0 if exact_match(prediction, golds) else 0.0
+    if grader == "cover_em":
+        return 1.0 if cover_exact_match(prediction, golds) else 0.0
+    AnswerMetric.parse(grader)  # raises, naming the valid ones
+    raise AssertionError(grader)
 
 
 def parse_verdict(reply: str) -> str:

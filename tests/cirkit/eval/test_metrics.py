@@ -82,3 +82,14 @@ def test_a_missing_judge_call_in_replay_names_the_question_and_the_key(tmp_path:
         with pytest.raises(CirkitError, match=r"question 'bench:q3' was never recorded "
                                               r"\(key [0-9a-f]{64}\)"):
             judge.replies([JudgeCall("bench:q3", "what?", ("a",), "b")])
+
+
+def test_the_rule_graders_are_the_answers_module_scores() -> None:
+    from cirkit.answers import score_answer
+    from cirkit.eval import score_rule
+
+    cases = [("The Seine.", ("Seine",)), ("seine river", ("the Seine", "x")), ("no", ("yes",))]
+    for pred, golds in cases:
+        for g in ("em", "f1", "cover_em"):
+            assert score_rule(g, pred, golds) == score_answer(pred, golds, g)
+        assert score_rule("em", None, golds) == 0.0
