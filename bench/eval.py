@@ -111,7 +111,7 @@ def _invoke(*args: object) -> None:
 
 
 def bench_eval(questions: int, rounds: int, tmp: Path) -> tuple[float, float, float]:
-    from tests.servers.fake_vllm import MODEL, _start
+    from tests.servers.fake_vllm import MODEL, start_fake_vllm
 
     bench = tmp / "bench.jsonl"
     bench.write_text("".join(json.dumps({"id": f"q{i}", "question": f"What is item {i}?",
@@ -120,7 +120,7 @@ def bench_eval(questions: int, rounds: int, tmp: Path) -> tuple[float, float, fl
     common = ["--model", MODEL, "--tokenizer", TOKENIZER, "--store", tmp / "store",
               "--max-tokens", "200", "--max-model-len", "4096", "-j", "32"]
     with ExitStack() as stack:
-        server = _start(stack)
+        server = start_fake_vllm(stack)
         _invoke("eval", bench, "--out", tmp / "recorded", "--base-url", server.url, *common)
     replay = ["--tools-mode", "replay", "--llm-mode", "replay", *common]
     ratios, evals, rolls = [], [], []

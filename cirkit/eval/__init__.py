@@ -10,6 +10,7 @@ Benchmarks are read as published (:func:`load_benchmark`), rollouts run through
 from ._compare import compare_runs, compare_scores, mcnemar_exact
 from ._graders import (
     GRADERS,
+    JUDGE_KEY_ENVS,
     JUDGE_VERDICTS,
     Judge,
     JudgeCall,
@@ -44,6 +45,7 @@ __all__ = [
     "EVAL_FILE",
     "GRADERS",
     "GRADES_FILE",
+    "JUDGE_KEY_ENVS",
     "JUDGE_VERDICTS",
     "PACK_MANIFEST",
     "PACK_STORE",

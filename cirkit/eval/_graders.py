@@ -10,6 +10,7 @@ counted as such, never guessed.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,14 +24,16 @@ from cirkit.answers import AnswerMetric, cover_exact_match, exact_match, f1_scor
 from cirkit.errors import CirkitError, ModelServerError
 from recorders import COMPLETION, Recorder, ReplayMissError, Response
 
-__all__ = ["GRADERS", "JUDGE_VERDICTS", "Judge", "JudgeCall", "JudgeTemplate", "parse_verdict",
-           "score_rule"]
+__all__ = ["GRADERS", "JUDGE_KEY_ENVS", "JUDGE_VERDICTS", "Judge", "JudgeCall", "JudgeTemplate",
+           "parse_verdict", "score_rule"]
 
 #: Every grader name ``cirkit eval --grader`` accepts.
 GRADERS = ("em", "f1", "cover_em", "judge")
 #: What a judge may answer; ``unparsable`` is ours, for a reply that says none (or several).
 JUDGE_VERDICTS = ("CORRECT", "INCORRECT", "NOT_ATTEMPTED", "unparsable")
 _VERDICT = re.compile(r"\b(NOT_ATTEMPTED|INCORRECT|CORRECT)\b")
+#: Where the judge server's key is read from (sent as a bearer token, scrubbed from the store).
+JUDGE_KEY_ENVS = ("CIRKIT_JUDGE_API_KEY", "OPENAI_API_KEY")
 _LETTER = {"A": "CORRECT", "B": "INCORRECT", "C": "NOT_ATTEMPTED"}  # SimpleQA's grader letters
 
 
@@ -107,6 +110,7 @@ class Judge:
                  template: JudgeTemplate, max_tokens: int = 32, concurrency: int = 8) -> None:
         self.model, self.base_url, self.recorder = model, base_url, recorder
         self.template, self.max_tokens, self.concurrency = template, max_tokens, concurrency
+        self._key = next((os.environ[e] for e in JUDGE_KEY_ENVS if os.environ.get(e)), None)
 
     def args(self, prompt: str) -> dict[str, Any]:
         return {"model": self.model, "api": "chat", "temperature": 0.0,
@@ -130,7 +134,8 @@ class Judge:
             return Response({"text": str(msg)})
 
         try:
-            res = await self.recorder.memo(COMPLETION, args, fetch, backend="openai-chat")
+            res = await self.recorder.memo(COMPLETION, args, fetch, backend="openai-chat",
+                                           secrets=(self._key,) if self._key else ())
         except ReplayMissError as e:
             raise CirkitError(f"replay: the judge call for question {call.question_id!r} was "
                               f"never recorded (key {e.key})", setting="judge_mode",
@@ -142,7 +147,8 @@ class Judge:
         """Every call's reply text, in order."""
         async def main() -> list[str]:
             sem = asyncio.Semaphore(self.concurrency)
-            async with httpx.AsyncClient(timeout=120.0) as client:
+            headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
+            async with httpx.AsyncClient(timeout=120.0, headers=headers) as client:
                 async def one(c: JudgeCall) -> str:
                     async with sem:
                         return await self._one(client, c)
