@@ -14,6 +14,7 @@ from recorders import RecordersError
 from ._build import build
 from ._demo import demo
 from ._errors import Group, fail, leaf_command
+from ._eval import eval_group
 from ._exec import exec_cmd
 from ._push import pull, push
 from ._record import record
@@ -24,8 +25,8 @@ from ._tools import tools
 from ._validate import validate
 
 __all__ = [
-    "Cli", "build", "cli", "demo", "exec_cmd", "main", "parse_rope_scaling", "pull", "push",
-    "record", "rollout", "serve", "store", "tools", "validate",
+    "Cli", "build", "cli", "demo", "eval_group", "exec_cmd", "main", "parse_rope_scaling",
+    "pull", "push", "record", "rollout", "serve", "store", "tools", "validate",
 ]
 
 
@@ -61,6 +62,7 @@ cli.add_command(pull)
 cli.add_command(build)
 cli.add_command(serve)
 cli.add_command(demo)
+cli.add_command(eval_group, name="eval")
 
 
 def main() -> None:

@@ -94,16 +94,20 @@ def build() -> None:
                    "normalised final answer with the ground truth.")
 @click.option("--train-on-observations", is_flag=True,
               help="Keep observation tokens trainable (default: -100).")
+@click.option("--exclude-eval", multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Evaluation set (SimpleQA CSV, Frames TSV, any question file) whose "
+                   "questions are dropped (normalised text match). Repeatable.")
 def sft(inputs: tuple[Path, ...], tokenizer: str, out: Path, split: str, shard_rows: int,
         license_: str, date: str, dialect: str, template: Path | None, reject: Path | None,
         allow_empty: bool, max_tokens: int, max_code_blocks: int, require_correct: bool,
-        train_on_observations: bool) -> None:
+        train_on_observations: bool, exclude_eval: tuple[Path, ...]) -> None:
     """SFT rows from INPUTS: rollout directories, trajectory JSONL/parquet, or text-only
     traces (messages, or prompt/question + response/completion)."""
     from cirkit.datasets import BuildTokenizer, build_sft, discover_inputs
 
     opts = SFTOptions(max_tokens=max_tokens, max_code_blocks=max_code_blocks,
-                      require_correct=require_correct,
+                      require_correct=require_correct, exclude_eval=exclude_eval,
                       train_on_observations=train_on_observations, reject=reject,
                       allow_empty=allow_empty, split=split,
                       shard_rows=shard_rows, license=license_, date=date, dialect=dialect,

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from ._common import BUILD_FORMAT_VERSION, BuildResult
     from ._filters import Filter, FilterStats, Funnel, RejectSink, Verdict, normalize_answer
     from ._io import TRAJECTORY_SCHEMA, discover_inputs, fingerprint
-    from ._report import rich_report
+    from ._report import plot_histogram, rich_report
     from ._rl import build_rl, load_eval_questions, rl_schema
     from ._rows import SFTRow, parse_verdict
     from ._sft import SFT_SCHEMA, build_sft
@@ -49,6 +49,7 @@ __all__ = [
     "load_eval_questions",
     "normalize_answer",
     "parse_verdict",
+    "plot_histogram",
     "rich_report",
     "rl_schema",
     "split_pieces",
@@ -60,7 +61,8 @@ _LAZY = {
     "Verdict": "._filters", "normalize_answer": "._filters", "fingerprint": "._io",
     "discover_inputs": "._io", "TRAJECTORY_SCHEMA": "._io", "parse_verdict": "._rows",
     "join_ids": "._tokenize",
-    "rich_report": "._report", "build_rl": "._rl", "load_eval_questions": "._rl",
+    "rich_report": "._report", "plot_histogram": "._report", "build_rl": "._rl",
+    "load_eval_questions": "._rl",
     "rl_schema": "._rl", "SFTRow": "._rows", "SFT_SCHEMA": "._sft", "build_sft": "._sft",
     "IGNORE_INDEX": "._tokenize", "BuildTokenizer": "._tokenize", "split_pieces": "._tokenize",
 }

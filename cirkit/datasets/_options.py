@@ -32,6 +32,9 @@ class BuildOptions:
     date: str = DEFAULT_DATE
     dialect: str = "card"
     template: Path | None = None
+    #: Evaluation sets (any question file, as published): a row whose normalised question
+    #: text is one of theirs is dropped, and counted (``eval_excluded``).
+    exclude_eval: tuple[Path, ...] = ()
 
 
 @dataclass(slots=True, frozen=True, kw_only=True)
@@ -54,7 +57,6 @@ class RLOptions(BuildOptions):
     max_response_tokens: int = CARD.max_response_tokens
     max_total_tokens: int = CARD.max_total_tokens
     max_code_blocks: int = CARD.max_code_blocks
-    exclude_eval: tuple[Path, ...] = ()
     ability: str = "search"
     #: Every row's ``data_source`` (verl groups metrics by it); default: the question file's.
     data_source: str | None = None

@@ -48,6 +48,7 @@ from ._io import (
 )
 from ._options import SFTOptions
 from ._report import LengthStats, code_block_counts, summarize_lengths
+from ._rl import load_eval_questions
 from ._rows import PromptContext, SFTRow, row_from_bad_line, row_from_trace, rows_from_frame
 from ._sft_filters import sft_filters
 from ._tokenize import BuildTokenizer, join_ids, split_pieces
@@ -118,7 +119,10 @@ class _SFTBuild:
                                  max_code_blocks=opts.max_code_blocks)
         self.funnel: Funnel[SFTRow] = Funnel(
             sft_filters(tok, max_tokens=opts.max_tokens, max_code_blocks=opts.max_code_blocks,
-                        require_correct=opts.require_correct),
+                        require_correct=opts.require_correct,
+                        eval_questions=load_eval_questions(opts.exclude_eval)
+                        if opts.exclude_eval else None,
+                        eval_names=[p.name for p in opts.exclude_eval]),
             RejectSink(opts.reject) if opts.reject is not None else None)
         self.token_stage = self.funnel.index("max_tokens")
         self.writer = ShardWriter(out, opts.split, SFT_SCHEMA, shard_rows=opts.shard_rows,
@@ -267,6 +271,9 @@ class _SFTBuild:
         report = {"kind": "sft", "tokens_label": "tokens per row", "tokens": tokens,
                   "code_blocks": blocks, "masks": masks,
                   "decode_mismatches": m.decode_mismatches}
+        if self.opts.exclude_eval:
+            stage = self.funnel.filters[self.funnel.index("eval_overlap")]
+            report["eval_excluded"] = stage.stats.removed
         return report, plots
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cirkit.answers import exact_match, gold_answers
+from cirkit.answers import exact_match, gold_answers, normalize_answer
 from cirkit.cir import validate
 
 from ._filters import Filter, Verdict
@@ -16,6 +16,7 @@ __all__ = [
     "ControlTokens",
     "Correct",
     "Duplicate",
+    "EvalQuestion",
     "FinishReason",
     "HasFinalAnswer",
     "MaxCodeBlocks",
@@ -147,6 +148,24 @@ class Correct(Filter[SFTRow]):
         return False, "incorrect"
 
 
+class EvalQuestion(Filter[SFTRow]):
+    name = "eval_overlap"
+    description = "question not in an evaluation set (normalised text match)"
+
+    def __init__(self, eval_questions: set[str], names: list[str]) -> None:
+        super().__init__()
+        self.eval_questions, self.names = eval_questions, names
+
+    def check(self, row: SFTRow) -> Verdict:
+        users = [m["content"] for m in row.prompt_messages if m["role"] == "user"]
+        if users and normalize_answer(users[-1]) in self.eval_questions:
+            return False, "in_eval_set"
+        return True
+
+    def config(self) -> dict[str, Any]:
+        return {"eval_sets": self.names, "eval_questions": len(self.eval_questions)}
+
+
 class Duplicate(Filter[SFTRow]):
     name = "duplicate"
     description = "same prompt and same response text as an earlier row"
@@ -179,7 +198,8 @@ class MaxTokens(Filter[SFTRow]):
 
 
 def sft_filters(tok: BuildTokenizer, *, max_tokens: int, max_code_blocks: int,
-                require_correct: bool) -> list[Filter[SFTRow]]:
+                require_correct: bool, eval_questions: set[str] | None = None,
+                eval_names: list[str] | None = None) -> list[Filter[SFTRow]]:
     """The funnel in order; ``max_tokens`` comes last: it needs the tokens, which text-only
     traces get only after the cheaper filters have run."""
     steps: list[Filter[SFTRow]] = [
@@ -188,5 +208,7 @@ def sft_filters(tok: BuildTokenizer, *, max_tokens: int, max_code_blocks: int,
         ValidFormat(), MaxCodeBlocks(max_code_blocks)]
     if require_correct:
         steps.append(Correct())
+    if eval_questions is not None:  # --exclude-eval: the same adapters as build rl
+        steps.append(EvalQuestion(eval_questions, eval_names or []))
     steps += [Duplicate(), MaxTokens(max_tokens)]
     return steps

@@ -25,8 +25,9 @@ from ._traces import chat_messages
 
 __all__ = ["Question", "question_from_row", "question_id", "read_questions"]
 
-#: Columns kept in ``Question.metadata`` besides a ``metadata`` column (Frames' categories).
-_META_FIELDS = ("reasoning_types",)
+#: Columns kept in ``Question.metadata`` besides a ``metadata`` column (Frames' reasoning
+#: types, a topic column such as Seal-0's).
+_META_FIELDS = ("reasoning_types", "topic")  # Frames; Seal-0 JSONL
 _MAX_LITERAL = 1 << 20  # longer metadata text is kept as text, never parsed
 
 @dataclass(slots=True, frozen=True)

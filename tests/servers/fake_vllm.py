@@ -256,6 +256,12 @@ def _start(stack: ExitStack, **options: Any) -> FakeVLLM:
     return state
 
 
+def start_fake_vllm(stack: ExitStack, **options: Any) -> FakeVLLM:
+    """One fake server outside pytest (``bench/eval.py`` records with it), closed with
+    ``stack``."""
+    return _start(stack, **options)
+
+
 @pytest.fixture
 def make_fake_vllm() -> Iterator[Callable[..., FakeVLLM]]:
     """A factory: ``make_fake_vllm(**FakeVLLM fields)`` starts one more fake server."""

@@ -309,6 +309,30 @@ CASES = [
         "rollout", str(i.questions), "--model", "m", "--tokenizer", str(i.tokenizer),
         "--store", str(i.good_store), "--tools-mode", "replay", "--llm-mode", "replay",
         "--max-model-len", "8", "--out", str(i.root / "ro5")], ("ro5",)),
+    Case("eval latin-1 benchmark", lambda i: [
+        "eval", str(i.bad_utf8), "--model", "m", "--tokenizer", str(i.tokenizer),
+        "--store", str(i.good_store), "--tools-mode", "replay", "--llm-mode", "replay",
+        "--out", str(i.root / "ev1")], ("ev1",)),
+    Case("eval benchmark without answers", lambda i: [
+        "eval", str(i.no_ground_truth), "--model", "m", "--tokenizer", str(i.tokenizer),
+        "--store", str(i.good_store), "--tools-mode", "replay", "--llm-mode", "replay",
+        "--out", str(i.root / "ev2")], ("ev2",)),
+    Case("eval unknown grader", lambda i: [
+        "eval", str(i.questions), "--model", "m", "--tokenizer", str(i.tokenizer),
+        "--store", str(i.good_store), "--tools-mode", "replay", "--llm-mode", "replay",
+        "--grader", "bleu", "--out", str(i.root / "ev3")], ("ev3",)),
+    Case("eval judge template without its fields", lambda i: [
+        "eval", str(i.questions), "--model", "m", "--store", str(i.good_store),
+        "--tools-mode", "replay", "--llm-mode", "replay", "--grader", "judge",
+        "--judge-model", "j", "--judge-mode", "replay", "--judge-template", str(i.calls),
+        "--out", str(i.root / "ev4")], ("ev4",)),
+    Case("eval --replay of a folder that is no pack", lambda i: [
+        "eval", "--replay", str(i.root / "rl-good"), "--out", str(i.root / "ev5")], ("ev5",)),
+    Case("eval compare of folders that are no runs", lambda i: [
+        "eval", "compare", str(i.root / "rl-good"), str(i.root / "rl-good")]),
+    Case("eval pack of a folder that is no run", lambda i: [
+        "eval", "pack", str(i.root / "rl-good"), "--store", str(i.good_store), "--out",
+        str(i.root / "ev6")], ("ev6",)),
     Case("demo latin-1 --questions", lambda i: [
         "demo", "--quick", "--out", _demo_out(i), "--questions", str(i.bad_utf8)],
          ("demo-out",)),

@@ -50,3 +50,30 @@ def test_user_mistakes_are_one_line(tmp_path: Path) -> None:
     assert r.exit_code == 1
     assert "error: cannot load a tokenizer" in r.output
     assert "Traceback" not in r.output
+
+
+def test_build_sft_excludes_eval_questions_read_as_published(chat_tokenizer: ChatTokenizer,
+                                                             tmp_path: Path) -> None:
+    roll = write_jsonl(tmp_path / "roll" / "rollouts-00000-of-00001.jsonl",
+                       [trajectory(chat_tokenizer, "What is the capital of France?",
+                                   [CODE, ANSWER], [OBS])]).parent
+    teacher = write_jsonl(tmp_path / "teacher.jsonl",
+                          [{"question": "Who painted the Night Watch?",
+                            "response": cir_text([CODE, ANSWER], [OBS])},
+                           {"question": "How many legs do TWO spiders have in total",
+                            "response": cir_text([CODE, ANSWER], [OBS])}])
+    data = Path(__file__).parents[1] / "eval" / "data"
+    r = CliRunner().invoke(build, ["sft", str(roll), str(teacher), "--tokenizer",
+                                   chat_tokenizer.name, "--out", str(tmp_path / "sft"),
+                                   "--max-tokens", "5000",
+                                   "--exclude-eval", str(data / "simple_qa.csv"),
+                                   "--exclude-eval", str(data / "frames.tsv")])
+    assert r.exit_code == 0, r.output
+    assert "1 rows in 1 shard(s)" in r.output and "eval excluded" in r.output
+    report = json.loads((tmp_path / "sft" / "report.json").read_text())
+    assert report["eval_excluded"] == 2  # SimpleQA's France row; Frames' spiders, normalised
+    funnel = {f["name"]: f for f in report["funnel"]["filters"]}
+    assert funnel["eval_overlap"]["reasons"] == {"in_eval_set": 2}
+    rows = pq.read_table(next((tmp_path / "sft" / "data").glob("*.parquet"))).to_pylist()
+    assert [m["content"] for m in rows[0]["messages"] if m["role"] == "user"] == \
+        ["Who painted the Night Watch?"]
