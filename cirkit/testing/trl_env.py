@@ -17,12 +17,13 @@ import os
 import re
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .vllm_env import VllmEnvError, clean_env, run_logged
 
-__all__ = ["TRL_SPEC", "TrlEnvError", "ensure_trl", "probe", "trl_info"]
+__all__ = ["TRL_SPEC", "TrlEnvError", "ensure_trl", "install_once", "probe", "trl_info"]
 
 TRL_SPEC = "trl==1.16.0"
 _TRL_VERSION = TRL_SPEC.split("==", 1)[1]
@@ -101,6 +102,34 @@ def _install(python: str, prefix: Path, before: dict[str, str]) -> dict[str, Any
     return meta
 
 
+def install_once(python: str | os.PathLike[str], *, name: str, spec: str,
+                 probe: Callable[[str], tuple[Path, dict[str, str]]],
+                 ready: Callable[[Path, dict[str, str]], dict[str, Any] | None],
+                 install: Callable[[str, Path, dict[str, str]], dict[str, Any]],
+                 error: type[VllmEnvError]) -> dict[str, Any]:
+    """Install ``spec`` into ``python``'s environment once: a completion marker that
+    ``ready`` accepts means done; otherwise ``install`` runs under the file lock
+    ``cirkit-{name}.lock`` in the environment's prefix (checked again under the lock, so
+    concurrent sessions install once)."""
+    from filelock import FileLock
+
+    py = os.fspath(python)
+    prefix, dists = probe(py)
+    meta = ready(prefix, dists)
+    if meta is not None:
+        return meta
+    try:
+        with FileLock(str(prefix / f"cirkit-{name}.lock")):
+            prefix, dists = probe(py)
+            meta = ready(prefix, dists)
+            if meta is None:
+                meta = install(py, prefix, dists)
+    except OSError as e:
+        raise error(f"cannot install {spec} into {prefix}: {e}",
+                    hint="use a python whose environment you can write to") from e
+    return meta
+
+
 def ensure_trl(python: str | os.PathLike[str]) -> dict[str, Any]:
     """Install ``TRL_SPEC`` into the environment of ``python`` (normally the dedicated vLLM
     venv, see ``vllm_python``) once; returns the completion marker: versions of trl,
@@ -110,24 +139,8 @@ def ensure_trl(python: str | os.PathLike[str]) -> dict[str, Any]:
     prefix (``sys.prefix``), so a rebuilt venv starts over. A failure raises ``TrlEnvError``
     naming the log.
     """
-    from filelock import FileLock
-
-    py = os.fspath(python)
-    prefix, dists = probe(py)
-    meta = _ready(prefix, dists)
-    if meta is not None:
-        return meta
-    try:
-        lock = FileLock(str(prefix / "cirkit-trl.lock"))
-        with lock:
-            prefix, dists = probe(py)
-            meta = _ready(prefix, dists)
-            if meta is None:
-                meta = _install(py, prefix, dists)
-    except OSError as e:
-        raise TrlEnvError(f"cannot install {TRL_SPEC} into {prefix}: {e}",
-                          hint="use a python whose environment you can write to") from e
-    return meta
+    return install_once(python, name="trl", spec=TRL_SPEC, probe=probe, ready=_ready,
+                        install=_install, error=TrlEnvError)
 
 
 def trl_info(python: str | os.PathLike[str]) -> dict[str, Any] | None:

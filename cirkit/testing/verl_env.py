@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .trl_env import _canonical, probe
+from .trl_env import _canonical, install_once, probe
 from .vllm_env import VllmEnvError, run_logged
 
 __all__ = ["SEARCH_CLIENT_MODULE", "SEARCH_CLIENT_SPEC", "VERL_DEPS", "VERL_SPEC", "VerlEnvError",
@@ -97,23 +97,8 @@ def ensure_verl(python: str | os.PathLike[str]) -> dict[str, Any]:
     """Install ``VERL_SPEC`` and ``VERL_DEPS`` into the environment of ``python`` (normally
     the dedicated vLLM venv) once; returns the completion marker (versions, the packages
     added, the install time). A failure raises ``VerlEnvError`` naming the log."""
-    from filelock import FileLock
-
-    py = os.fspath(python)
-    prefix, dists = probe(py)
-    meta = _ready(prefix, dists)
-    if meta is not None:
-        return meta
-    try:
-        with FileLock(str(prefix / "cirkit-verl.lock")):
-            prefix, dists = probe(py)
-            meta = _ready(prefix, dists)
-            if meta is None:
-                meta = _install(py, prefix, dists)
-    except OSError as e:
-        raise VerlEnvError(f"cannot install {VERL_SPEC} into {prefix}: {e}",
-                           hint="use a python whose environment you can write to") from e
-    return meta
+    return install_once(python, name="verl", spec=VERL_SPEC, probe=probe, ready=_ready,
+                        install=_install, error=VerlEnvError)
 
 
 def verl_info(python: str | os.PathLike[str]) -> dict[str, Any] | None:
