@@ -272,6 +272,11 @@ CASES = [
         "rollout", str(i.questions), "--model", "m", "--tokenizer", str(i.tokenizer),
         "--store", str(i.good_store), "--tools-mode", "replay", "--llm-mode", "replay",
         "--max-model-len", "8", "--out", str(i.root / "ro5")], ("ro5",)),
+    *(Case(f"rollout --block-timeout {t}", lambda i, t=t: [
+        "rollout", str(i.questions), "--model", "m", "--tokenizer", str(i.tokenizer),
+        "--store", str(i.good_store), "--tools-mode", "replay", "--llm-mode", "replay",
+        "--block-timeout", t, "--out", str(i.root / f"ro-bt{t}")], (f"ro-bt{t}",))
+      for t in ("nan", "0")),
     Case("demo latin-1 --questions", lambda i: [
         "demo", "--quick", "--out", _demo_out(i), "--questions", str(i.bad_utf8)],
          ("demo-out",)),
