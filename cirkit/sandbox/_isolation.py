@@ -96,6 +96,22 @@ def _mount_tmpfs(target: str, size: int) -> None:
     _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=1777")
 
 
+def _mount_scratch(root: str, disk_bytes: int) -> None:
+    """One tmpfs of ``disk_bytes`` for all scratch mounts under ``root``: it is mounted on
+    /tmp, each mount is a bind of a directory of it, and /tmp's own directory is bound last over
+    the tmpfs (hiding the others). Four tmpfs of ``disk_bytes`` each would hold four times the
+    block's disk cap."""
+    base = root + TMPFS_MOUNTS[0]
+    _mount_tmpfs(base, disk_bytes)
+    for target in (*TMPFS_MOUNTS[1:], TMPFS_MOUNTS[0]):
+        if not os.path.isdir(root + target) or os.path.islink(root + target):
+            continue
+        part = f"{base}/{target.strip('/').replace('/', '-')}"
+        os.mkdir(part)
+        os.chmod(part, 0o1777)
+        _bind(part, root + target, read_only=False)
+
+
 def _write(path: str, text: str) -> None:
     with open(path, "w") as f:
         f.write(text)
@@ -136,9 +152,7 @@ def setup_namespaces(*, want_netns: bool, disk_bytes: int, want_pidns: bool = Tr
         features.add("ipcns")
     try:
         _mount(None, "/", None, MS_REC | MS_PRIVATE, None)
-        for target in TMPFS_MOUNTS:
-            if os.path.isdir(target) and not os.path.islink(target):
-                _mount_tmpfs(target, disk_bytes)
+        _mount_scratch("", disk_bytes)
         for target in _world_writable():
             _mount(target, target, None, MS_BIND | MS_REC, None)
             _mount(None, target, None,
@@ -219,7 +233,7 @@ def build_view(paths: list[str], disk_bytes: int, *, pid_ns: bool) -> None:
         _bind("/proc", new + "/proc", read_only=False)
     for target in TMPFS_MOUNTS:
         os.makedirs(new + target, mode=0o755, exist_ok=True)
-        _mount_tmpfs(new + target, disk_bytes)
+    _mount_scratch(new, disk_bytes)
     os.chdir(new)
     _check(_libc.syscall(SYS_PIVOT_ROOT, b".", b"."), "pivot_root")
     _check(_libc.umount2(b".", MNT_DETACH), "umount the host's root")
@@ -260,14 +274,12 @@ def new_ipc_namespace() -> None:
 
 def refresh_tmpfs(disk_bytes: int) -> None:
     """Replace the scratch mounts by empty ones: O(1) whatever the block left behind."""
-    for target in TMPFS_MOUNTS:
-        if not os.path.isdir(target):
-            continue
-        with os.scandir(target) as it:
-            if next(it, None) is None:
-                continue
+    targets = [t for t in TMPFS_MOUNTS if os.path.isdir(t) and not os.path.islink(t)]
+    if all(not os.listdir(t) for t in targets):
+        return
+    for target in (*targets, TMPFS_MOUNTS[0]):  # /tmp twice: its bind, then the tmpfs
         _check(_libc.umount2(target.encode(), MNT_DETACH), f"umount {target}")
-        _mount_tmpfs(target, disk_bytes)
+    _mount_scratch("", disk_bytes)
 
 
 def closed_ancestor(path: str) -> str | None:

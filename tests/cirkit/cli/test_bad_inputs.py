@@ -333,6 +333,11 @@ CASES = [
     Case("eval pack of a folder that is no run", lambda i: [
         "eval", "pack", str(i.root / "rl-good"), "--store", str(i.good_store), "--out",
         str(i.root / "ev6")], ("ev6",)),
+    *(Case(f"rollout --block-timeout {t}", lambda i, t=t: [
+        "rollout", str(i.questions), "--model", "m", "--tokenizer", str(i.tokenizer),
+        "--store", str(i.good_store), "--tools-mode", "replay", "--llm-mode", "replay",
+        "--block-timeout", t, "--out", str(i.root / f"ro-bt{t}")], (f"ro-bt{t}",))
+      for t in ("nan", "0")),
     Case("demo latin-1 --questions", lambda i: [
         "demo", "--quick", "--out", _demo_out(i), "--questions", str(i.bad_utf8)],
          ("demo-out",)),

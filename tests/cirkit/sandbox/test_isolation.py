@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cirkit.sandbox import Limits, Sandbox, SandboxError, WorkerPool
+from cirkit.sandbox import Limits, MiB, Sandbox, SandboxError, WorkerPool
 
 from .conftest import TEST_LIMITS
 
@@ -66,7 +66,8 @@ def test_world_writable_host_directories_keep_nothing() -> None:
     with Sandbox(workers=1, limits=TEST_LIMITS) as sb:
         if "mountns" not in sb.features:
             pytest.skip("no mount namespace here")
-        sb.run_sync(WRITE_LOCK)
+        # the block may write there (its private scratch mounts), and nothing stays
+        assert sb.run_sync(WRITE_LOCK).stdout.count(" writable") == 4
         assert sb.run_sync(READ_LOCK).stdout == "[]\n"
     assert _in_new_run(READ_LOCK) == "[]\n"
     assert not os.path.exists("/run/lock/cirkit-leak")  # the host's own directory
@@ -204,3 +205,26 @@ def test_auto_never_falls_back_to_the_audit_hook_silently(
     with pytest.warns(RuntimeWarning, match="audit-hook mode"):
         pool._check_fallback(refused)
     pool._check_fallback({"isolation": "netns"})  # nothing to say
+
+
+FILL_SCRATCH = """
+import os
+for d in ("/tmp", "/var/tmp", "/dev/shm", "/run/lock"):
+    try:
+        with open(os.path.join(d, "fill"), "wb") as f:
+            f.write(b"x" * (6 << 20))
+        print(d, "ok")
+    except OSError as e:
+        print(d, type(e).__name__)
+"""
+
+
+def test_the_disk_cap_holds_for_all_scratch_mounts_together() -> None:
+    """Four scratch mounts of 8 MiB each would hold 32 MiB: the cap is for the block."""
+    with Sandbox(workers=1, limits=TEST_LIMITS.replace(disk_bytes=8 * MiB)) as sb:
+        if "mountns" not in sb.features:
+            pytest.skip("no mount namespace here")
+        out = sb.run_sync(FILL_SCRATCH).stdout
+        assert out.count(" ok") == 1 and out.startswith("/tmp ok"), out
+        assert sb.run_sync(FILL_SCRATCH).stdout == out  # emptied again for the next block
+        assert sb.run_sync(READ_LOCK).stdout == "[]\n"
