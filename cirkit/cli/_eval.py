@@ -10,18 +10,17 @@ from typing import Any
 import click
 from rich.console import Console
 
-from cirkit.cir import DEFAULT_DATE
 from cirkit.errors import CirkitError
 from cirkit.llm import Sampling
 from cirkit.rollout import RolloutLimits
 from recorders import Mode, Recorder, Store
 
 from ._errors import Group
-from ._options import RecorderOptions, _ModeChoice, recorder_options
+from ._options import RecorderOptions, _ModeChoice, recorder_options, rollout_options
 
 __all__ = ["eval_group"]
 
-_LIMITS, _SAMPLING = RolloutLimits(), Sampling()
+_LIMITS = RolloutLimits()
 _EXISTING = click.Path(exists=True, dir_okay=False, path_type=Path)
 _DIR = click.Path(file_okay=False, path_type=Path)
 
@@ -104,20 +103,7 @@ def _rollouts(out: Path, paths: tuple[Path, ...], *, spec: Any, recorder: Record
 @click.option("--model", default=None, help="Model name as the server serves it.")
 @click.option("--base-url", "base_urls", multiple=True, help="OpenAI-compatible server URL.")
 @click.option("--tokenizer", default=None, help="Tokenizer directory [default: MODEL].")
-@click.option("--samples", default=1, show_default=True, type=click.IntRange(min=1))
-@click.option("--seed", default=0, show_default=True,
-              help="Base seed of the rollouts and of the bootstrap.")
-@click.option("--temperature", default=_SAMPLING.temperature, show_default=True)
-@click.option("--top-p", default=_SAMPLING.top_p, show_default=True)
-@click.option("--top-k", default=_SAMPLING.top_k, show_default=True)
-@click.option("--max-tokens", default=_SAMPLING.max_tokens, show_default=True)
-@click.option("--max-code-blocks", default=_LIMITS.max_code_blocks, show_default=True)
-@click.option("--max-response-tokens", default=_LIMITS.max_response_tokens, show_default=True)
-@click.option("--max-total-tokens", default=_LIMITS.max_total_tokens, show_default=True)
-@click.option("--max-model-len", type=click.IntRange(min=1), default=None,
-              help="The server's context length [default: what the server reports].")
-@click.option("--date", default=DEFAULT_DATE, show_default=True,
-              help="The date the system prompt states.")
+@rollout_options
 @recorder_options(llm=True)
 @click.option("--grader", "graders", multiple=True, default=("em", "f1", "cover_em"),
               show_default=True, help="em, f1, cover_em or judge (repeat; the first is the "

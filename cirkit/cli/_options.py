@@ -12,12 +12,15 @@ from typing import Any, TypeVar
 
 import click
 
+from cirkit.cir import DEFAULT_DATE
+from cirkit.llm import Sampling
+from cirkit.rollout import RolloutLimits
 from recorders import SEARCH, VISIT, Backend, Mode, Recorder, Store, make_backend
 from recorders.backends import SEARCH_BACKENDS, VISIT_BACKENDS, LocalSearch
 
 __all__ = [
     "SECONDS", "RecorderOptions", "backend_option", "build_recorder", "corpus_option",
-    "mode_option", "recorder_options", "store_option",
+    "mode_option", "recorder_options", "rollout_options", "store_option",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -196,3 +199,35 @@ def recorder_options(*, tools: Sequence[str] = (SEARCH, VISIT), default_mode: st
         return out  # type: ignore[no-any-return]
 
     return deco
+
+
+_LIMITS, _SAMPLING = RolloutLimits(), Sampling()
+
+
+def rollout_options(f: F) -> F:
+    """The sampling, the limits and the prompt's date of a rollout, with the library's
+    defaults: ``cirkit rollout`` and ``cirkit eval`` ask for them alike."""
+    decorators: list[Callable[[F], F]] = [
+        click.option("--samples", default=1, show_default=True, type=click.IntRange(min=1)),
+        click.option("--seed", default=0, show_default=True,
+                     help="Base seed: each request derives its own (and eval's bootstrap)."),
+        click.option("--temperature", default=_SAMPLING.temperature, show_default=True),
+        click.option("--top-p", default=_SAMPLING.top_p, show_default=True),
+        click.option("--top-k", default=_SAMPLING.top_k, show_default=True),
+        click.option("--max-tokens", default=_SAMPLING.max_tokens, show_default=True,
+                     help="Per request."),
+        click.option("--max-code-blocks", default=_LIMITS.max_code_blocks, show_default=True),
+        click.option("--max-response-tokens", default=_LIMITS.max_response_tokens,
+                     show_default=True),
+        click.option("--max-total-tokens", default=_LIMITS.max_total_tokens,
+                     show_default=True),
+        click.option("--max-model-len", type=click.IntRange(min=1), default=None,
+                     help="The server's context length: no request asks past it [default: what "
+                          "the server reports on /v1/models; a replay passes the recorded "
+                          "run's, as its manifest.json says]."),
+        click.option("--date", default=DEFAULT_DATE, show_default=True,
+                     help="The date the system prompt states (an input, never the clock)."),
+    ]
+    for deco in reversed(decorators):
+        f = deco(f)
+    return f

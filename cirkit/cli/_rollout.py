@@ -14,12 +14,12 @@ from cirkit.llm import Sampling
 from cirkit.rollout import RolloutConfig, RolloutLimits
 from recorders import Mode, Recorder
 
-from ._options import SECONDS, RecorderOptions, recorder_options
+from ._options import SECONDS, RecorderOptions, recorder_options, rollout_options
 
 __all__ = ["rollout"]
 
 # Every default below is the library's own.
-_LIMITS, _SAMPLING = RolloutLimits(), Sampling()
+_LIMITS = RolloutLimits()
 _CONFIG = RolloutConfig(model="", date=DEFAULT_DATE)
 
 
@@ -32,24 +32,9 @@ _CONFIG = RolloutConfig(model="", date=DEFAULT_DATE)
               help="OpenAI-compatible server URL (repeat to spread requests over several).")
 @click.option("--tokenizer", default=None,
               help="Local model directory with the tokenizer and chat template [default: MODEL].")
-@click.option("--samples", default=1, show_default=True, type=click.IntRange(min=1))
-@click.option("--seed", default=0, show_default=True,
-              help="Base seed; each request derives its own.")
-@click.option("--temperature", default=_SAMPLING.temperature, show_default=True)
-@click.option("--top-p", default=_SAMPLING.top_p, show_default=True)
-@click.option("--top-k", default=_SAMPLING.top_k, show_default=True)
-@click.option("--max-tokens", default=_SAMPLING.max_tokens, show_default=True, help="Per request.")
-@click.option("--max-code-blocks", default=_LIMITS.max_code_blocks, show_default=True)
+@rollout_options
 @click.option("--max-observation-tokens", default=_LIMITS.max_observation_tokens,
               show_default=True)
-@click.option("--max-response-tokens", default=_LIMITS.max_response_tokens, show_default=True)
-@click.option("--max-total-tokens", default=_LIMITS.max_total_tokens, show_default=True)
-@click.option("--max-model-len", type=click.IntRange(min=1), default=None,
-              help="The server's context length: no request asks past it [default: what the "
-                   "server reports on /v1/models; a replay passes the recorded run's, as its "
-                   "manifest.json says].")
-@click.option("--date", default=DEFAULT_DATE, show_default=True,
-              help="The date the system prompt states (an input, never the clock).")
 @click.option("--dialect", type=click.Choice(sorted(DIALECTS)), default=_CONFIG.dialect,
               show_default=True)
 @click.option("--template", type=click.Path(exists=True, dir_okay=False, path_type=Path),
