@@ -29,7 +29,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,6 +42,7 @@ from rich.table import Table
 from cirkit.sandbox import Sandbox
 from recorders import Recorder, Store
 from recorders.backends import LocalSearch
+from tests.servers.toolserver import first_line
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,15 +104,6 @@ async def record(store: Path, corpus: Path) -> None:
             await rec.call("web_search", {"query": w, "num_results": TOPK})
 
 
-def _first_line(proc: subprocess.Popen[str], timeout: float = 120) -> str:
-    box: list[str] = []
-    t = threading.Thread(target=lambda: box.append(proc.stdout.readline() if proc.stdout
-                                                   else ""), daemon=True)
-    t.start()
-    t.join(timeout)
-    return box[0].strip() if box else ""
-
-
 @contextmanager
 def server(argv: list[str]) -> Iterator[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT),
@@ -120,7 +111,7 @@ def server(argv: list[str]) -> Iterator[str]:
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, cwd=ROOT)
     try:
-        url = _first_line(proc)
+        url = first_line(proc, 120)
         if not url.startswith("http://"):
             proc.terminate()
             raise SystemExit(f"server did not start: {' '.join(argv)}\n{proc.communicate()[1]}")

@@ -22,7 +22,7 @@ import pytest
 
 from cirkit.toolserver import BackgroundServer, ToolService, create_app
 
-__all__ = ["CliServer", "make_toolserver", "serve_cli"]
+__all__ = ["CliServer", "first_line", "make_toolserver", "serve_cli"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,7 +44,8 @@ class CliServer:
         return err
 
 
-def _first_line(proc: subprocess.Popen[str], timeout: float) -> str:
+def first_line(proc: subprocess.Popen[str], timeout: float) -> str:
+    """The first line a server process prints (its URL), or '' after ``timeout`` seconds."""
     box: list[str] = []
     reader = threading.Thread(target=lambda: box.append(proc.stdout.readline() if proc.stdout
                                                         else ""), daemon=True)
@@ -77,7 +78,7 @@ def serve_cli() -> Iterator[Callable[..., CliServer]]:
         proc = subprocess.Popen(
             [sys.executable, "-m", "cirkit.cli", "tools", "serve", "--port", "0", *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-        url = _first_line(proc, timeout)
+        url = first_line(proc, timeout)
         server = CliServer(url, proc)
         started.append(server)
         if not url.startswith("http://"):
